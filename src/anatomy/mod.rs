@@ -1,0 +1,245 @@
+//! The model's architecture as data.
+//!
+//! From the metadata and the tensor index alone (no weights are read), this
+//! stage says what the model is: its hyperparameters, what every tensor does
+//! and in which layer, and where the parameters and bytes go. It works for
+//! any architecture llama.cpp writes, because roles come from tensor name
+//! patterns and sizes from the type table, not from a list of known models.
+
+pub mod accounting;
+pub mod hparams;
+pub mod roles;
+
+use serde::Serialize;
+
+use crate::gguf::{GgmlType, GgufModel, Value};
+
+pub use accounting::{Accounting, LayerShare, RoleShare, TypeShare};
+pub use hparams::{HyperParams, Rope};
+pub use roles::{RoleGroup, TensorRole};
+
+/// Why an anatomy could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnatomyError {
+    #[error("metadata key `{0}` is missing")]
+    MissingKey(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One tensor with its role and costs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorEntry {
+    pub name: String,
+    pub role: TensorRole,
+    /// Block index, `None` for tensors outside the blocks.
+    pub layer: Option<u32>,
+    /// Expert index for per-expert tensors of older MoE files.
+    pub expert: Option<u32>,
+    /// The name's last part: `weight`, `bias`, ...
+    pub suffix: Option<String>,
+    /// The base name (`attn_q`), kept for tensors of role `other`.
+    pub base: String,
+    #[serde(rename = "type")]
+    pub ggml_type: GgmlType,
+    /// Shape in GGUF order, `ne[0]` first.
+    pub shape: Vec<u64>,
+    /// Number of weights.
+    pub params: u64,
+    /// Bytes of data.
+    pub bytes: u64,
+    /// Storage bits per weight.
+    pub bits_per_weight: f64,
+    /// Absolute byte offset of the data in its file.
+    pub offset: u64,
+    /// File of a split model holding the data.
+    pub shard: usize,
+}
+
+/// What the tokenizer metadata says.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct TokenizerInfo {
+    /// `tokenizer.ggml.model`: `gpt2` (BPE), `llama` (SentencePiece), ...
+    pub model: Option<String>,
+    /// `tokenizer.ggml.pre`: the pre-tokenizer llama.cpp applies.
+    pub pre: Option<String>,
+    pub tokens: usize,
+    pub merges: usize,
+    pub bos_token_id: Option<u64>,
+    pub eos_token_id: Option<u64>,
+    pub add_bos_token: Option<bool>,
+    /// The Jinja chat template, if the file carries one.
+    pub chat_template: Option<String>,
+}
+
+/// Everything the structure views show about one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anatomy {
+    /// `general.name`, or the file name without extension.
+    pub name: String,
+    /// File name of the (first) file.
+    pub file_name: String,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// `general.file_type` as llama.cpp names it (`Q4_K_M`).
+    pub file_type: Option<String>,
+    /// `general.size_label` (`135M`).
+    pub size_label: Option<String>,
+    /// GGUF format version.
+    pub gguf_version: u32,
+    /// Number of files (more than one for split models).
+    pub shards: usize,
+    pub hparams: HyperParams,
+    /// True when the output head reuses the token embedding (no `output.weight`).
+    pub tied_embeddings: bool,
+    pub tokenizer: TokenizerInfo,
+    /// Every tensor, in file order.
+    pub tensors: Vec<TensorEntry>,
+    pub accounting: Accounting,
+}
+
+/// llama.cpp's `llama_ftype` names, by `general.file_type` value.
+fn file_type_name(id: u64) -> Option<&'static str> {
+    Some(match id {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
+    })
+}
+
+impl Anatomy {
+    /// Describes `model`.
+    pub fn from_model(model: &GgufModel) -> Result<Anatomy, AnatomyError> {
+        let str_key = |k: &str| model.get(k).and_then(Value::as_str).map(str::to_owned);
+        let architecture = str_key("general.architecture")
+            .ok_or_else(|| AnatomyError::MissingKey("general.architecture".into()))?;
+        let tensors: Vec<TensorEntry> = model
+            .tensors()
+            .iter()
+            .map(|t| {
+                let parsed = roles::parse_name(&t.name);
+                TensorEntry {
+                    role: roles::role_of(&parsed),
+                    layer: parsed.layer,
+                    expert: parsed.expert,
+                    suffix: parsed.suffix.map(str::to_owned),
+                    base: parsed.base.to_owned(),
+                    name: t.name.clone(),
+                    ggml_type: t.ggml_type,
+                    shape: t.dims.clone(),
+                    params: t.n_elements,
+                    bytes: t.n_bytes,
+                    bits_per_weight: t.ggml_type.bits_per_weight(),
+                    offset: t.offset,
+                    shard: t.shard,
+                }
+            })
+            .collect();
+        let layers_in_names = tensors
+            .iter()
+            .filter_map(|t| t.layer)
+            .max()
+            .map_or(0, |l| l + 1);
+        let hparams = hparams::read(model, &architecture, layers_in_names)?;
+        let has = |role| tensors.iter().any(|t| t.role == role);
+        let tied_embeddings = !has(TensorRole::Output) && has(TensorRole::TokenEmbedding);
+        let accounting = accounting::account(&tensors, hparams.n_layer, model.file_size());
+        let file_name = model
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = str_key("general.name").unwrap_or_else(|| {
+            file_name
+                .strip_suffix(".gguf")
+                .unwrap_or(&file_name)
+                .to_owned()
+        });
+        let array_len = |k: &str| {
+            model
+                .get(k)
+                .and_then(Value::as_array)
+                .map_or(0, |a| a.len())
+        };
+        let tokenizer = TokenizerInfo {
+            model: str_key("tokenizer.ggml.model"),
+            pre: str_key("tokenizer.ggml.pre"),
+            tokens: array_len("tokenizer.ggml.tokens"),
+            merges: array_len("tokenizer.ggml.merges"),
+            bos_token_id: model
+                .get("tokenizer.ggml.bos_token_id")
+                .and_then(Value::as_u64),
+            eos_token_id: model
+                .get("tokenizer.ggml.eos_token_id")
+                .and_then(Value::as_u64),
+            add_bos_token: model
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(Value::as_bool),
+            chat_template: str_key("tokenizer.chat_template"),
+        };
+        Ok(Anatomy {
+            name,
+            file_name,
+            architecture,
+            file_type: model
+                .get("general.file_type")
+                .and_then(Value::as_u64)
+                .and_then(file_type_name)
+                .map(str::to_owned),
+            size_label: str_key("general.size_label"),
+            gguf_version: model.first().version,
+            shards: model.shards().len(),
+            hparams,
+            tied_embeddings,
+            tokenizer,
+            tensors,
+            accounting,
+        })
+    }
+
+    /// Tensors of block `layer`, in file order.
+    pub fn layer_tensors(&self, layer: u32) -> impl Iterator<Item = &TensorEntry> {
+        self.tensors.iter().filter(move |t| t.layer == Some(layer))
+    }
+
+    /// The ggml types that occur, by share of bytes.
+    pub fn quant_types(&self) -> Vec<GgmlType> {
+        self.accounting
+            .by_type
+            .iter()
+            .map(|s| s.ggml_type)
+            .collect()
+    }
+}

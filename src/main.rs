@@ -1,0 +1,116 @@
+//! The `ggviz` command line: parse, dispatch, report errors. All work lives
+//! in the library, where tests call it directly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use ggviz::anatomy::Anatomy;
+use ggviz::gguf::GgufModel;
+use ggviz::inspect;
+
+/// Turn GGUF model files into self-contained, offline dashboards.
+#[derive(Debug, Parser)]
+#[command(name = "ggviz", version, about, max_term_width = 100)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarise a GGUF file: architecture, sizes, quantization mix, tensors.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InspectArgs {
+    /// The GGUF file (any shard of a split model).
+    file: PathBuf,
+    /// Print stable JSON instead of text (documented in the README).
+    #[arg(long)]
+    json: bool,
+    /// List every tensor, grouped by layer and role.
+    #[arg(long)]
+    tensors: bool,
+    /// List every metadata key (long arrays summarised).
+    #[arg(long)]
+    metadata: bool,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let model = GgufModel::open(&args.file)?;
+    let anatomy = Anatomy::from_model(&model)
+        .with_context(|| format!("cannot describe the model in {}", args.file.display()))?;
+    let out = if args.json {
+        inspect::to_json(&model, &anatomy)?
+    } else {
+        let opts = inspect::TextOptions {
+            tensors: args.tensors,
+            metadata: args.metadata,
+        };
+        inspect::to_text(&model, &anatomy, opts)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| if args.json { writeln!(stdout) } else { Ok(()) })
+        .context("cannot write to standard output")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        Command::Inspect(args) => run_inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed pipe (`ggviz inspect x | head`) is not an error.
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
