@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::anatomy::{Anatomy, TensorEntry, TypeShare};
+use crate::anatomy::{Anatomy, LayerShare, TensorEntry, TypeShare};
 use crate::gguf::value::Summarized;
 use crate::gguf::{Endian, GgufModel, Value};
 
@@ -283,26 +283,44 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
     for t in &acc.by_type {
         let _ = writeln!(s, "{}", quant_line(t));
     }
-    let _ = writeln!(s, "\nbytes per layer");
-    for l in &acc.by_layer {
+    let _ = writeln!(
+        s,
+        "\nbytes per layer (runs of identical layers on one line)"
+    );
+    // Layers with the same bytes, parameters and type mix are one line, so
+    // an 80-layer model stays readable while Q4_K_M-style variation shows.
+    let layers = &acc.by_layer;
+    let mut start = 0;
+    while start < layers.len() {
+        let l = &layers[start];
+        let same = |o: &LayerShare| {
+            o.bytes == l.bytes && o.params == l.params && o.bytes_by_type == l.bytes_by_type
+        };
+        let end = start + layers[start..].iter().take_while(|o| same(o)).count();
         let types: Vec<String> = l
             .bytes_by_type
             .iter()
             .map(|(t, b)| format!("{t} {}", human_bytes(*b)))
             .collect();
+        let label = if end - start > 1 {
+            format!("blk.{}-{}", start, end - 1)
+        } else {
+            format!("blk.{start}")
+        };
+        let each = if end - start > 1 { " each" } else { "" };
         let _ = writeln!(
             s,
-            "  blk.{:<4} {:>10}  {:>9} params  {}",
-            l.layer.unwrap_or(0),
+            "  {label:<11} {:>10}{each:<5}  {:>9} params  {}",
             human_bytes(l.bytes),
             human_count(l.params),
             types.join(", ")
         );
+        start = end;
     }
     let g = &acc.global;
     let _ = writeln!(
         s,
-        "  {:<9} {:>10}  {:>9} params  (embeddings, output norm and head)",
+        "  {:<11} {:>10}       {:>9} params  (embeddings, output norm and head)",
         "global",
         human_bytes(g.bytes),
         human_count(g.params)
@@ -318,10 +336,11 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
 
 fn quant_line(t: &TypeShare) -> String {
     format!(
-        "  {:<8} {:>6.2} bpw  {:>4} tensors  {:>10} ({:>5.1}% of bytes, {:>5.1}% of params)",
+        "  {:<8} {:>6.2} bpw  {:>4} tensor{} {:>10} ({:>5.1}% of bytes, {:>5.1}% of params)",
         t.ggml_type.name(),
         t.bits_per_weight,
         t.tensors,
+        if t.tensors == 1 { " " } else { "s" },
         human_bytes(t.bytes),
         t.share_of_bytes * 100.0,
         t.share_of_params * 100.0
