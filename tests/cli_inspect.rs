@@ -1,4 +1,5 @@
 //! `ggviz inspect` as a user sees it: text and JSON output of the binary.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
