@@ -116,11 +116,15 @@
     return f;
   }
 
+  // Edges that only matter up close: those of heads, KV heads and tensors.
+  const DETAIL = new Set(['head', 'kv_head', 'tensor']);
+
   function edges() {
     const E = G.edges;
-    const ends = [], cols = [];
+    const ends = [], cols = [], detail = [];
     const seen = new Set();
     const s = selected >= 0 ? rep(selected) : -1;
+    const push = (x1, y1, x2, y2, col, fine) => { ends.push(x1, y1, x2, y2); cols.push(...col); detail.push(fine); };
     for (let e = 0; e < E.count; e++) {
       const a = rep(E.source[e]), b = rep(E.target[e]);
       if (a === b || inst[a] < 0 || inst[b] < 0) continue;
@@ -128,19 +132,21 @@
       if (seen.has(key)) continue;
       seen.add(key);
       const kind = G.edgeKinds[E.kind[e]];
-      const col = a === s || b === s ? HILITE : EDGE_RGBA[kind];
+      const lit = a === s || b === s;
+      const col = lit ? HILITE : EDGE_RGBA[kind];
+      const fine = !lit && (DETAIL.has(kindId(a)) || DETAIL.has(kindId(b))) ? 1 : 0;
       if (kind === 'tied') {
         // The tie spans the whole model: route it down the right margin
         // instead of through every layer.
         const lane = right + 140;
-        ends.push(wx[a], wy[a], lane, wy[a], lane, wy[a], lane, wy[b], lane, wy[b], wx[b], wy[b]);
-        cols.push(...col, ...col, ...col);
+        push(wx[a], wy[a], lane, wy[a], col, 0);
+        push(lane, wy[a], lane, wy[b], col, 0);
+        push(lane, wy[b], wx[b], wy[b], col, 0);
       } else {
-        ends.push(wx[a], wy[a], wx[b], wy[b]);
-        cols.push(...col);
+        push(wx[a], wy[a], wx[b], wy[b], col, fine);
       }
     }
-    renderer.setEdges(new Float32Array(ends), new Uint8Array(cols));
+    renderer.setEdges(new Float32Array(ends), new Uint8Array(cols), Uint8Array.from(detail));
   }
 
   // Rebuilds every instance: after collapsing, filtering, recolouring.
@@ -210,14 +216,15 @@
       ctx.fillText(b.label, Math.max(6, x0 + 8), Math.min(Math.max(y0 + 16, 14), y1 - 16));
     });
     let budget = 500;
-    for (const i of vis) {
-      const px = (G.kind[i] >= 0 ? renderer.nodes.size[inst[i]] : 8) * k;
+    r.forVisibleNodes((n) => {
+      const i = vis[n];
+      const px = renderer.nodes.size[n] * k;
       const id = kindId(i);
-      if (px < (id === 'layer' ? 4 : 7)) continue;
+      if (px < (id === 'layer' ? 4 : 7)) return true;
       const [sx, sy] = r.worldToScreen(wx[i], wy[i]);
-      if (sx < -200 || sx > r.cssW + 50 || sy < -20 || sy > r.cssH + 20) continue;
+      if (sx < -200 || sx > r.cssW + 50) return true;
       const text = label(i, px);
-      if (!text) continue;
+      if (!text) return true;
       const isSel = i === selected || (selected >= 0 && rep(selected) === i);
       ctx.fillStyle = isSel ? '#ffd27a' : id === 'tensor' ? '#7f8aa0' : '#c9d1de';
       if (id === 'tensor') {
@@ -233,8 +240,8 @@
         ctx.textAlign = 'left';
         ctx.fillText(text, sx + px + 5, sy);
       }
-      if (--budget === 0) break;
-    }
+      return --budget > 0;
+    });
     ctx.textAlign = 'left';
   }
 
@@ -311,7 +318,7 @@
       btn('Expand all', 'arch-expand', () => { R.layers.forEach((l) => expanded.add(l.layer)); rebuild(); }),
       btn('Collapse all', 'arch-collapse', () => { expanded.clear(); rebuild(); }),
       btn('Fit', 'arch-fit', fit),
-      GG.el('span', { class: 'hint', text: 'drag to pan · wheel to zoom · double-click a layer to open it · / to search' }));
+      GG.el('span', { class: 'hint', text: 'drag · wheel zoom · double-click a layer · / search' }));
   }
 
   const view = {
@@ -337,6 +344,8 @@
         throw err;
       }
       renderer.onOverlay = drawOverlay;
+      // Heads sit 16 units apart: below this zoom their edges blur into one.
+      renderer.detailZoom = 0.2;
       renderer.onHover = tooltipFor;
       renderer.onClick = (i) => { if (i >= 0) GG.select(GG.selectionOfNode(R, vis[i])); };
       renderer.onDblClick = (i) => {
