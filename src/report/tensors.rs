@@ -70,31 +70,44 @@ pub struct LayerInfo {
     pub n_ff: u64,
 }
 
-/// The colour of a type: a ramp over log bits per weight from red (1.5)
-/// through yellow and green to blue (8.5), floats in violet and slate, so
-/// fewer bits read warmer. Families sharing a rate (Q4_0, Q4_K, IQ4_NL at
-/// 4.5) differ in lightness.
+/// The colour of a type, used by every view and the site index. Fewer bits
+/// read warmer: reds for 1–2 bits, oranges for 3, yellows to limes for 4,
+/// greens for 5, teal for 6, blues for 8, violet for 16-bit floats and
+/// slate for F32. Types that share a rate (Q4_0, Q4_K, IQ4_NL) get
+/// different hues of their band, since files that mix them are common.
 pub fn type_color(t: GgmlType) -> String {
-    let name = t.name();
-    let (h, s, l) = match t {
-        GgmlType::F32 | GgmlType::F64 => (215.0, 0.16, 0.62),
-        GgmlType::F16 => (265.0, 0.45, 0.66),
-        GgmlType::Bf16 => (285.0, 0.40, 0.60),
-        GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 => (190.0, 0.10, 0.50),
-        _ => {
-            let bpw = t.bits_per_weight().clamp(1.5, 8.5);
-            let f = (bpw.ln() - 1.5f64.ln()) / (8.5f64.ln() - 1.5f64.ln());
-            let light = if name.starts_with("IQ") {
-                0.68
-            } else if name.ends_with("_K") {
-                0.56
-            } else {
-                0.48
-            };
-            (4.0 + f * 206.0, 0.72, light)
-        }
+    use GgmlType::*;
+    let fixed = match t {
+        Iq1S | Iq1M | Tq1_0 | Q1_0 => "#8f2d56",
+        Q2K | Tq2_0 => "#d62839",
+        Iq2Xxs => "#e05263",
+        Iq2Xs | Iq2S => "#ef6f6c",
+        Q3K => "#f2711c",
+        Iq3Xxs | Iq3S => "#f59e4c",
+        Q4_0 => "#f6c945",
+        Q4_1 => "#d4e157",
+        Q4K => "#9ccc65",
+        Iq4Nl | Iq4Xs => "#e6d96b",
+        Mxfp4 | Nvfp4 => "#c9b458",
+        Q5_0 => "#4caf7d",
+        Q5_1 => "#2e9e6a",
+        Q5K => "#3fbf8f",
+        Q6K => "#26b5c4",
+        Q8_0 => "#3d8fe0",
+        Q8_1 | Q8K => "#6a7fe8",
+        F16 => "#9b7ee8",
+        Bf16 => "#c27ee0",
+        F32 => "#8d99ae",
+        _ => "",
     };
-    let (r, g, b) = hsl_to_rgb(h, s, l);
+    if !fixed.is_empty() {
+        return fixed.to_owned();
+    }
+    // Anything else (integer and f64 tensors, types added later): a neutral
+    // tone placed by its bits per weight.
+    let bpw = t.bits_per_weight().clamp(1.0, 64.0);
+    let f = bpw.log2() / 6.0;
+    let (r, g, b) = hsl_to_rgb(200.0 + 60.0 * f, 0.12, 0.45 + 0.2 * f);
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 

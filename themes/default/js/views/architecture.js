@@ -220,7 +220,7 @@
       const i = vis[n];
       const px = renderer.nodes.size[n] * k;
       const id = kindId(i);
-      if (px < (id === 'layer' ? 4 : 7)) return true;
+      if (px < (id === 'layer' ? 4 : 5)) return true;
       const [sx, sy] = r.worldToScreen(wx[i], wy[i]);
       if (sx < -200 || sx > r.cssW + 50) return true;
       const text = label(i, px);
