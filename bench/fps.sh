@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --test browser fps_pan_zoom -- --ignored --nocapture --test-threads=1 2>&1 |
-  grep -E "^fps:|panicked|test result"
+  grep -oE "fps: .*|panicked.*|test result.*"

@@ -138,16 +138,13 @@ async fn search_finds_a_tensor_and_selects_it() {
     .await;
     b.screenshot("search").await;
     b.press(Key::Enter.into()).await;
+    // The selection panel and the graph follow.
     b.wait_for(
         "the selection",
-        "return location.hash.includes('tensor=blk.5.attn_q.weight')",
+        "return location.hash.includes('tensor=blk.5.attn_q.weight') && \
+         document.querySelector('#selection-panel .sel-key')?.textContent === 'blk.5.attn_q.weight'",
     )
     .await;
-    // The selection panel and the graph follow.
-    let key = b
-        .js("return document.querySelector('#selection-panel .sel-key').textContent")
-        .await;
-    assert_eq!(key, Value::from("blk.5.attn_q.weight"));
     let on_screen = b
         .js("return GG.views.architecture.screenOf('blk.5.attn_q.weight') !== null")
         .await;
@@ -201,25 +198,23 @@ async fn arrow_keys_step_layers_and_back_returns() {
     let b = Browser::start().await;
     b.open(&page, "#view=layer&layer=5").await;
     ready(&b).await;
-    let label = "return document.getElementById('layer-label').textContent";
-    assert_eq!(b.js(label).await, Value::from("Layer 5 of 30"));
+    // The hash changes at once and the view follows on `hashchange`, so
+    // wait for the view.
+    let shows = |l: u32| {
+        format!(
+            "return document.getElementById('layer-label').textContent === 'Layer {l} of 30' \
+             && location.hash.includes('layer={l}')"
+        )
+    };
+    b.wait_for("layer 5", &shows(5)).await;
     b.press(Key::Right.into()).await;
-    b.wait_for("layer 6", "return location.hash.includes('layer=6')")
-        .await;
-    assert_eq!(b.js(label).await, Value::from("Layer 6 of 30"));
+    b.wait_for("layer 6", &shows(6)).await;
     b.press(Key::Left.into()).await;
     b.press(Key::Left.into()).await;
-    b.wait_for("layer 4", "return location.hash.includes('layer=4')")
-        .await;
-    assert_eq!(b.js(label).await, Value::from("Layer 4 of 30"));
+    b.wait_for("layer 4", &shows(4)).await;
     // Each step is a history entry: back returns to layer 5.
     b.client.back().await.unwrap();
-    b.wait_for(
-        "back to layer 5",
-        "return location.hash.includes('layer=5')",
-    )
-    .await;
-    assert_eq!(b.js(label).await, Value::from("Layer 5 of 30"));
+    b.wait_for("back to layer 5", &shows(5)).await;
     // Side by side: two panels, with the second layer's slider.
     b.client
         .find(Locator::Id("layer-compare"))
@@ -321,8 +316,9 @@ fn large_model(dir: &Path) -> PathBuf {
     )
 }
 
-/// Expands every layer, then pans and zooms with real wheel and pointer
-/// events for `ms` milliseconds; returns frames drawn per second.
+/// Expands every layer, optionally zooms out to the whole model, then pans
+/// and zooms with wheel and pointer events on the canvas for `ms`
+/// milliseconds; returns frames drawn per second.
 const PAN_ZOOM_FPS: &str = r#"
     const done = arguments[arguments.length - 1];
     const v = GG.views.architecture;
@@ -332,6 +328,15 @@ const PAN_ZOOM_FPS: &str = r#"
     const cx = b.left + b.width / 2, cy = b.top + b.height / 2;
     const ms = arguments[0];
     const r = v.renderer;
+    if (arguments[1]) {
+      const n = r.nodes;
+      let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+      for (let i = 0; i < n.n; i++) {
+        x0 = Math.min(x0, n.x[i]); x1 = Math.max(x1, n.x[i]);
+        y0 = Math.min(y0, n.y[i]); y1 = Math.max(y1, n.y[i]);
+      }
+      r.fit(x0, y0, x1, y1);
+    }
     requestAnimationFrame(() => {
       const f0 = r.stats.frames, t0 = performance.now();
       let i = 0;
@@ -353,10 +358,10 @@ const PAN_ZOOM_FPS: &str = r#"
     });
 "#;
 
-async fn measure_fps(b: &Browser, ms: u64) -> (f64, u64, u64) {
+async fn measure_fps(b: &Browser, ms: u64, whole: bool) -> (f64, u64, u64) {
     let v = b
         .client
-        .execute_async(PAN_ZOOM_FPS, vec![Value::from(ms)])
+        .execute_async(PAN_ZOOM_FPS, vec![Value::from(ms), Value::from(whole)])
         .await
         .expect("fps script");
     (
@@ -373,7 +378,7 @@ async fn the_80_layer_64_head_model_draws_every_head() {
     let b = Browser::start().await;
     b.open(&page, "").await;
     ready(&b).await;
-    let (_, nodes, edges) = measure_fps(&b, 300).await;
+    let (_, nodes, edges) = measure_fps(&b, 300, false).await;
     assert!(nodes > 80 * 64 + 80 * 8, "{nodes} nodes drawn");
     assert!(edges > 80 * 64 * 3, "{edges} edges drawn");
     let drawn = b.js(DRAWN_PIXELS).await.as_u64().unwrap();
@@ -397,13 +402,19 @@ async fn fps_pan_zoom_80_layers_64_heads() {
     let b = Browser::start().await;
     b.open(&page, "").await;
     ready(&b).await;
-    // Warm up, then measure.
-    measure_fps(&b, 1000).await;
-    let (fps, nodes, edges) = measure_fps(&b, 5000).await;
-    println!("fps: {fps:.1} while panning and zooming ({nodes} nodes, {edges} edges drawn)");
+    // Warm up, then measure at the page's opening zoom (the top of the
+    // model, labels readable) and with the whole model on screen.
+    measure_fps(&b, 1000, false).await;
+    let (fps, nodes, edges) = measure_fps(&b, 5000, false).await;
+    println!("fps: {fps:.1} at the opening zoom ({nodes} nodes, {edges} edges)");
+    let (whole, _, _) = measure_fps(&b, 5000, true).await;
+    println!("fps: {whole:.1} with all 80 layers on screen");
     b.assert_clean_console().await;
     b.finish().await;
-    assert!(fps >= 30.0, "{fps:.1} fps is below 30");
+    assert!(
+        fps.min(whole) >= 30.0,
+        "{fps:.1} / {whole:.1} fps is below 30"
+    );
 }
 
 /// The console check above is only worth something if it sees errors.

@@ -10,6 +10,7 @@
   GG.stateKeys = ['view', 'layer', 'head', 'tensor', 'node', 'cmp'];
   const INT_KEYS = new Set(['layer', 'head', 'cmp']);
   const listeners = [];
+  let defaults = {};
   GG.state = {};
 
   function parse(hash) {
@@ -44,16 +45,23 @@
 
   GG.onState = (fn) => listeners.push(fn);
 
+  // The selection as the address has it, which may be a step ahead of
+  // GG.state while a hashchange is pending. Use it to compute the next
+  // step from input that can repeat quickly (keys).
+  GG.current = () => ({ ...defaults, ...parse(location.hash) });
+
   // Merges `patch` into the state (null removes a key). A new history
   // entry is made unless `replace` is set (for continuous input such as a
   // slider being dragged).
   GG.select = function (patch, opts = {}) {
-    const next = { ...GG.state };
+    // The address is the truth: a hash set a moment ago may not have been
+    // applied yet (hashchange is asynchronous), and must not be lost.
+    const next = GG.current();
     for (const [k, v] of Object.entries(patch)) {
       if (v === null || v === undefined) delete next[k];
       else next[k] = v;
     }
-    if (same(next, GG.state)) return;
+    if (same(next, GG.current())) return;
     const hash = serialize(next);
     if (opts.replace) {
       history.replaceState(null, '', hash);
@@ -65,7 +73,8 @@
     }
   };
 
-  GG.startRouting = function (defaults) {
+  GG.startRouting = function (initial) {
+    defaults = initial;
     window.addEventListener('hashchange', () => {
       const next = { ...defaults, ...parse(location.hash) };
       if (!same(next, GG.state)) apply(next);

@@ -35,7 +35,7 @@
   const layerOf = (s) => GG.clamp(s.layer !== undefined ? s.layer : 0, 0, R.layers.length - 1);
 
   function step(d, which) {
-    const s = GG.state;
+    const s = GG.current();
     if (which === 'cmp') {
       if (s.cmp === undefined) return;
       GG.select({ cmp: GG.clamp(s.cmp + d, 0, R.layers.length - 1) });
