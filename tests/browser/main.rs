@@ -114,6 +114,29 @@ async fn smollm2_page_draws_every_view_offline_without_errors() {
     assert_eq!(listed.len(), 272);
     assert_eq!(listed, names);
 
+    // The site index links to the page, relatively.
+    let index = page
+        .parent()
+        .and_then(Path::parent)
+        .expect("site root")
+        .join("index.html");
+    b.open(&index, "").await;
+    b.screenshot("index").await;
+    b.client
+        .find(Locator::Css(".card h2 a"))
+        .await
+        .expect("a model card")
+        .click()
+        .await
+        .expect("follow the card");
+    ready(&b).await;
+    let url = b.client.current_url().await.expect("url");
+    assert!(
+        url.as_str()
+            .ends_with("/smollm2-135m-instruct-q4-1/index.html"),
+        "{url}"
+    );
+
     // Nothing was fetched: no resource entries at all.
     let fetched = b
         .js("return performance.getEntriesByType('resource').length")

@@ -74,6 +74,13 @@
         ctx.fillStyle = R.types[T.type[i]].color;
         ctx.fillRect(r.x, r.y, Math.max(0.5, r.w - 0.5), Math.max(0.5, r.h - 0.5));
         mapHits.push({ ...r, tensor: i });
+        if (r.w > 90 && r.h > 34) {
+          ctx.fillStyle = 'rgba(14,16,21,0.8)';
+          ctx.font = '11px system-ui, sans-serif';
+          ctx.textBaseline = 'middle';
+          const name = T.name[i].replace(/^blk\.\d+\./, '');
+          ctx.fillText(name.length * 6 > r.w - 8 ? name.slice(0, Math.floor((r.w - 8) / 6)) + '…' : name, r.x + 5, r.y + r.h - 10);
+        }
         if (T.name[i] === s.tensor || (s.layer !== undefined && T.layer[i] === s.layer && s.tensor === undefined)) {
           ctx.strokeStyle = T.name[i] === s.tensor ? '#ffffff' : 'rgba(255,255,255,0.55)';
           ctx.lineWidth = T.name[i] === s.tensor ? 2 : 1;
