@@ -16,6 +16,7 @@
 pub mod build;
 pub mod layout;
 pub mod metrics;
+mod shares;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
