@@ -25,8 +25,34 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build the offline site: one self-contained page per model, an index, content pages.
+    Build(BuildArgs),
     /// Summarise a GGUF file: architecture, sizes, quantization mix, tensors.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// GGUF files (any shard of a split model); one page each.
+    #[arg(required = true, value_name = "MODEL")]
+    models: Vec<PathBuf>,
+    /// The site folder; replaced as a whole, only when the build succeeds.
+    #[arg(short, long, default_value = "site")]
+    out: PathBuf,
+    /// A folder whose files override the default theme's, path by path
+    /// (templates/, css/, js/core/, js/views/).
+    #[arg(long, value_name = "DIR")]
+    theme: Option<PathBuf>,
+    /// A folder of markdown pages that add to or replace the default content.
+    #[arg(long, value_name = "DIR")]
+    content: Option<PathBuf>,
+    /// The site title shown on the index.
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// Skip running the model. Builds are structure-only for now, since the
+    /// inference engine is not part of ggviz yet, so this changes nothing today.
+    #[arg(long)]
+    no_inference: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,10 +105,47 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
+    let opts = ggviz::site::BuildOptions {
+        models: args.models.clone(),
+        out: args.out.clone(),
+        theme: args.theme.clone(),
+        content: args.content.clone(),
+        title: args.title.clone(),
+    };
+    let summary = ggviz::site::build(&opts)
+        .with_context(|| format!("cannot build the site in {}", args.out.display()))?;
+    let mut stderr = std::io::stderr().lock();
+    if !args.no_inference {
+        writeln!(
+            stderr,
+            "note: structure only; the inference engine is not part of ggviz yet"
+        )?;
+    }
+    for page in &summary.models {
+        writeln!(
+            stderr,
+            "  {} ({})",
+            page.path,
+            inspect::human_bytes(page.bytes as u64)
+        )?;
+    }
+    writeln!(
+        stderr,
+        "wrote {} with {} model page(s) and {} other page(s) in {:.2} s",
+        summary.out.display(),
+        summary.models.len(),
+        summary.other.len(),
+        summary.elapsed.as_secs_f64()
+    )?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
+        Command::Build(args) => run_build(args),
         Command::Inspect(args) => run_inspect(args),
     };
     match result {
