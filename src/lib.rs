@@ -9,3 +9,4 @@ pub mod anatomy;
 pub mod engine;
 pub mod gguf;
 pub mod inspect;
+pub mod run;
