@@ -76,8 +76,8 @@ pub struct Timing {
     pub tokenize_ms: f64,
     /// `llama_decode` of the whole prompt, the eval callback included.
     pub decode_ms: f64,
-    /// The capture's own work: copying tensors out in the callback (part of
-    /// `decode_ms`) plus computing per-head contributions after it.
+    /// The capture's own work inside `decode_ms`: the eval callback copying
+    /// tensors out and computing per-head contributions.
     pub capture_ms: f64,
     /// Everything, from start to report.
     pub total_ms: f64,
@@ -123,6 +123,7 @@ pub fn run(model: &Path, options: &RunOptions) -> Result<RunReport, EngineError>
     tracing::info!(
         tokens = tokens.len(),
         trace_bytes,
+        scratch_bytes = options.capture.scratch_bytes(&session.dims(tokens.len())),
         "running the prompt with the capture on"
     );
     let ids: Vec<TokenId> = tokens.iter().map(|t| t.id).collect();
@@ -147,7 +148,7 @@ pub fn run(model: &Path, options: &RunOptions) -> Result<RunReport, EngineError>
             load_ms: session.load_ms(),
             tokenize_ms,
             decode_ms: trace.timing.decode_ms,
-            capture_ms: trace.timing.capture_ms(),
+            capture_ms: trace.timing.callback_ms,
             total_ms: start.elapsed().as_secs_f64() * 1e3,
         },
         capture: CaptureSummary {

@@ -136,20 +136,33 @@ impl CaptureOptions {
         4 * (l * per_layer + global)
     }
 
-    /// Bytes of working memory the capture needs on top of the trace, at its
-    /// peak: the heads' raw outputs (`kqv_out`) of every layer, kept until
-    /// the per-head contributions are computed, plus per thread one layer's
-    /// dequantized output projection and one head's product.
-    pub fn scratch_bytes(&self, dims: &TraceDims, threads: usize) -> u64 {
-        let needs_kqv = self.heads != HeadCapture::Off;
-        let needs_ablation_buffer = !self.interventions.is_empty();
-        let [l, e, t, w] =
-            [dims.n_layer, dims.n_embd, dims.n_tokens, dims.kqv_width()].map(|x| x as u64);
+    /// Bytes of working memory the capture needs on top of the trace: one
+    /// layer's `kqv_out` (or attention output, for an ablation), and for
+    /// per-head contributions one layer's dequantized output projection and
+    /// one head's product. llama.cpp's own buffers are not counted.
+    pub fn scratch_bytes(&self, dims: &TraceDims) -> u64 {
+        let [e, t, w] = [dims.n_embd, dims.n_tokens, dims.kqv_width()].map(|x| x as u64);
+        let zero_heads = self
+            .interventions
+            .iter()
+            .any(|iv| matches!(iv, Intervention::ZeroHeads { .. }));
+        let zero_attn = self
+            .interventions
+            .iter()
+            .any(|iv| matches!(iv, Intervention::ZeroAttentionOutput { .. }));
+        let heads = self.heads != HeadCapture::Off;
         let mut floats = 0;
-        if needs_kqv {
-            floats += l * t * w + threads as u64 * (e * w + t * e);
-        } else if needs_ablation_buffer {
-            floats += t * w.max(e);
+        if heads || zero_heads {
+            floats = t * w;
+        }
+        if zero_attn {
+            floats = floats.max(t * e);
+        }
+        if heads {
+            floats += e * w;
+        }
+        if self.heads == HeadCapture::Norms {
+            floats += t * e;
         }
         4 * floats
     }
@@ -238,9 +251,9 @@ impl Attention {
 
 /// Each head's contribution to the residual stream: the head's slice of
 /// `kqv_out` times its columns of the output projection `attn_output.weight`
-/// (dequantized with ggml's own `to_float`). Summed over heads (plus the
-/// projection's bias, where the model has one) it is the layer's attention
-/// output.
+/// (dequantized with ggml's own `to_float`; on the CPU, `kqv_out` rounded as
+/// the CPU kernel rounds it). Summed over heads (plus the projection's bias,
+/// where the model has one) it is the layer's attention output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HeadContributions {
@@ -307,20 +320,15 @@ pub struct LayerTrace {
 /// Where the time of a captured run went, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct CaptureTiming {
-    /// `llama_decode`, wall clock, the eval callback's work included.
+    /// `llama_decode`, wall clock, everything the eval callback does
+    /// included.
     pub decode_ms: f64,
-    /// Time spent inside the eval callback (copying tensors out, applying
-    /// interventions).
+    /// Time spent inside the eval callback: copying tensors out, applying
+    /// interventions, computing per-head contributions (the capture's own
+    /// cost; the rest of `decode_ms` is llama.cpp computing).
     pub callback_ms: f64,
-    /// Per-head contributions computed after the decode.
+    /// The part of `callback_ms` spent on per-head contributions.
     pub heads_ms: f64,
-}
-
-impl CaptureTiming {
-    /// The capture's own cost: callback plus post-processing.
-    pub fn capture_ms(&self) -> f64 {
-        self.callback_ms + self.heads_ms
-    }
 }
 
 /// One prompt's forward pass through llama.cpp.
@@ -411,6 +419,21 @@ mod tests {
             full.trace_bytes(&d) - all_norms,
             4 * 30 * 9 * 128 * (576 - 1)
         );
+    }
+
+    #[test]
+    fn scratch_is_one_layer_of_working_memory() {
+        let d = smollm2_dims(128);
+        assert_eq!(CaptureOptions::logits_only().scratch_bytes(&d), 0);
+        let kqv = 128 * 576;
+        let w = 576 * 576;
+        let norms = CaptureOptions::default().scratch_bytes(&d);
+        assert_eq!(norms, 4 * (kqv + w + 128 * 576));
+        let ablate = CaptureOptions {
+            interventions: vec![Intervention::ZeroAttentionOutput { layer: 0 }],
+            ..CaptureOptions::logits_only()
+        };
+        assert_eq!(ablate.scratch_bytes(&d), 4 * 128 * 576);
     }
 
     #[test]

@@ -12,26 +12,72 @@
 //! attention output to float precision rather than to the activation
 //! quantization's ~1e-2.
 //!
-//! This runs after the decode, not in the eval callback, so it can use every
-//! thread the decode used, and the callback only copies.
+//! This runs inside the eval callback as each layer's `kqv_out` arrives, so
+//! the working memory is one layer's: no layer's `kqv_out` is kept.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use ndarray::{ArrayView2, ArrayViewMut2, s};
 
-use super::capture::{HeadCapture, HeadContributions, TraceDims};
+use super::capture::{HeadCapture, TraceDims};
 use super::error::EngineError;
 use super::ffi;
-use crate::gguf::GgufModel;
+use crate::gguf::{GgufModel, TensorInfo};
 
 /// The output projection's GGUF name in layer `layer`.
 pub(crate) fn output_projection_name(layer: usize) -> String {
     format!("blk.{layer}.attn_output.weight")
 }
 
-/// Dequantizes a whole tensor of `gguf` to f32 with ggml's dequantizer.
+/// Reads tensors' bytes from the model's files with plain positioned reads.
+///
+/// llama.cpp maps the same file; reading the weights ggviz needs through a
+/// second mapping would make those pages count twice in the process's
+/// resident memory, so they are read into one reused buffer instead. The
+/// ranges were validated by the reader when the file was opened.
+#[derive(Debug, Default)]
+pub(crate) struct TensorBytes {
+    /// One open handle per shard, opened on first use.
+    files: Vec<Option<File>>,
+    buf: Vec<u8>,
+}
+
+impl TensorBytes {
+    fn read(&mut self, gguf: &GgufModel, info: &TensorInfo) -> Result<&[u8], EngineError> {
+        let err = |reason: String| EngineError::Tensor {
+            name: info.name.clone(),
+            reason,
+        };
+        let shard = gguf
+            .shards()
+            .get(info.shard)
+            .ok_or_else(|| err(format!("shard {} missing", info.shard)))?;
+        if self.files.len() <= info.shard {
+            self.files.resize_with(info.shard + 1, || None);
+        }
+        let file = match &mut self.files[info.shard] {
+            Some(f) => f,
+            slot => slot.insert(
+                File::open(shard.path())
+                    .map_err(|e| err(format!("cannot open {}: {e}", shard.path().display())))?,
+            ),
+        };
+        let len = usize::try_from(info.n_bytes).map_err(|_| err("too large".into()))?;
+        self.buf.resize(len, 0);
+        file.seek(SeekFrom::Start(info.offset))
+            .and_then(|_| file.read_exact(&mut self.buf))
+            .map_err(|e| err(format!("cannot read its data: {e}")))?;
+        Ok(&self.buf)
+    }
+}
+
+/// Dequantizes tensor `name` of `gguf` to f32 with ggml's dequantizer.
 pub(crate) fn dequantize_tensor(
     gguf: &GgufModel,
     name: &str,
+    bytes: &mut TensorBytes,
     out: &mut Vec<f32>,
 ) -> Result<(), EngineError> {
     let err = |reason: String| EngineError::Tensor {
@@ -41,149 +87,114 @@ pub(crate) fn dequantize_tensor(
     let info = gguf
         .tensor(name)
         .ok_or_else(|| err("not in the file".into()))?;
-    let bytes = gguf
-        .tensor_data(info)
-        .ok_or_else(|| err("data outside the file".into()))?;
     let n = usize::try_from(info.n_elements).map_err(|_| err("too large".into()))?;
+    let data = bytes.read(gguf, info)?;
     out.clear();
     out.resize(n, 0.0);
-    ffi::dequantize(info.ggml_type, bytes, out).map_err(err)
+    ffi::dequantize(info.ggml_type, data, out).map_err(err)
 }
 
-/// Buffers one thread reuses from layer to layer.
-#[derive(Default)]
-struct Scratch {
-    /// The dequantized projection.
-    w: Vec<f32>,
-    /// `kqv_out`, rounded like the CPU kernel.
-    x: Vec<f32>,
-}
-
-/// Computes one layer's contributions from its captured `kqv_out`
-/// (`n_tokens × kqv_width`, row-major).
-fn layer_contributions(
-    gguf: &GgufModel,
-    dims: &TraceDims,
-    layer: usize,
-    kqv: &[f32],
-    mode: HeadCapture,
+/// Computes per-head contributions one layer at a time, from inside the
+/// eval callback as each `kqv_out-L` arrives, so no layer's `kqv_out` is
+/// kept and the working memory is one layer's projection.
+#[derive(Debug)]
+pub(crate) struct HeadProjector<'a> {
+    gguf: &'a GgufModel,
+    dims: TraceDims,
+    full: bool,
     cpu_rounding: bool,
-    scratch: &mut Scratch,
-) -> Result<HeadContributions, EngineError> {
-    let name = output_projection_name(layer);
-    let (t, e, hd, width) = (dims.n_tokens, dims.n_embd, dims.head_dim, dims.kqv_width());
-    let info = gguf.tensor(&name);
-    let shape = info.map(|i| i.dims.clone());
-    let Some(info) = info.filter(|_| shape.as_deref() == Some(&[width as u64, e as u64][..]))
-    else {
-        return Err(EngineError::Tensor {
-            name,
-            reason: format!("shape {shape:?}, expected [{width}, {e}] (ne0 = heads × head dim)"),
-        });
-    };
-    dequantize_tensor(gguf, &name, &mut scratch.w)?;
-    scratch.x.clear();
-    scratch.x.extend_from_slice(kqv);
-    if cpu_rounding {
-        ffi::round_like_cpu_matmul(info.ggml_type, width, &mut scratch.x)
-            .map_err(|reason| EngineError::Tensor { name, reason })?;
+    /// The layer's dequantized projection, `n_embd × kqv_width`.
+    w: Vec<f32>,
+    /// Its bytes, as stored.
+    bytes: TensorBytes,
+    /// One head's product, `n_tokens × n_embd` (norms only).
+    product: Vec<f32>,
+}
+
+impl<'a> HeadProjector<'a> {
+    /// A projector keeping full vectors (`full`) or norms; `cpu_rounding`
+    /// when the model runs on the CPU.
+    pub(crate) fn new(
+        gguf: &'a GgufModel,
+        dims: TraceDims,
+        full: bool,
+        cpu_rounding: bool,
+    ) -> HeadProjector<'a> {
+        HeadProjector {
+            gguf,
+            dims,
+            full,
+            cpu_rounding,
+            w: Vec::new(),
+            bytes: TensorBytes::default(),
+            product: Vec::new(),
+        }
     }
-    let shape_err = |e: ndarray::ShapeError| EngineError::InvalidRequest(e.to_string());
-    // ggml's [ne0 = width, ne1 = n_embd] is row-major n_embd × width.
-    let w = ArrayView2::from_shape((e, width), scratch.w.as_slice()).map_err(shape_err)?;
-    let x = ArrayView2::from_shape((t, width), scratch.x.as_slice()).map_err(shape_err)?;
-    let head = |h: usize| {
-        let cols = s![.., h * hd..(h + 1) * hd];
-        (x.slice(cols), w.slice(cols))
-    };
-    match mode {
-        HeadCapture::Full => {
-            let mut data = vec![0f32; dims.n_head * t * e];
-            for (h, out) in data.chunks_exact_mut(t * e).enumerate() {
+
+    /// Floats one layer's result takes.
+    pub(crate) fn layer_len(dims: &TraceDims, mode: HeadCapture) -> usize {
+        match mode {
+            HeadCapture::Off => 0,
+            HeadCapture::Norms => dims.n_head * dims.n_tokens,
+            HeadCapture::Full => dims.n_head * dims.n_tokens * dims.n_embd,
+        }
+    }
+
+    /// Writes layer `layer`'s contributions into `out` (head-major: full
+    /// vectors `n_head × n_tokens × n_embd`, or norms `n_head × n_tokens`)
+    /// from its `kqv_out` (`n_tokens × kqv_width`, row-major), which is
+    /// rounded in place on the CPU.
+    pub(crate) fn project(
+        &mut self,
+        layer: usize,
+        kqv: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), EngineError> {
+        let dims = self.dims;
+        let name = output_projection_name(layer);
+        let (t, e, hd, width) = (dims.n_tokens, dims.n_embd, dims.head_dim, dims.kqv_width());
+        let info = self.gguf.tensor(&name);
+        let shape = info.map(|i| i.dims.clone());
+        let Some(info) = info.filter(|_| shape.as_deref() == Some(&[width as u64, e as u64][..]))
+        else {
+            return Err(EngineError::Tensor {
+                name,
+                reason: format!(
+                    "shape {shape:?}, expected [{width}, {e}] (ne0 = heads × head dim)"
+                ),
+            });
+        };
+        dequantize_tensor(self.gguf, &name, &mut self.bytes, &mut self.w)?;
+        if self.cpu_rounding {
+            ffi::round_like_cpu_matmul(info.ggml_type, width, kqv)
+                .map_err(|reason| EngineError::Tensor { name, reason })?;
+        }
+        let shape_err = |e: ndarray::ShapeError| EngineError::InvalidRequest(e.to_string());
+        // ggml's [ne0 = width, ne1 = n_embd] is row-major n_embd × width.
+        let w = ArrayView2::from_shape((e, width), self.w.as_slice()).map_err(shape_err)?;
+        let x = ArrayView2::from_shape((t, width), &*kqv).map_err(shape_err)?;
+        let head = |h: usize| {
+            let cols = s![.., h * hd..(h + 1) * hd];
+            (x.slice(cols), w.slice(cols))
+        };
+        if self.full {
+            for (h, out) in out.chunks_exact_mut(t * e).take(dims.n_head).enumerate() {
                 let (xh, wh) = head(h);
                 let mut out = ArrayViewMut2::from_shape((t, e), out).map_err(shape_err)?;
                 general_mat_mul(1.0, &xh, &wh.t(), 0.0, &mut out);
             }
-            Ok(HeadContributions::Full {
-                n_head: dims.n_head,
-                n_tokens: t,
-                n_embd: e,
-                data,
-            })
-        }
-        HeadCapture::Norms | HeadCapture::Off => {
-            let mut product = Array2::<f32>::zeros((t, e));
-            let mut data = Vec::with_capacity(dims.n_head * t);
-            for h in 0..dims.n_head {
+        } else {
+            self.product.resize(t * e, 0.0);
+            let mut product = ArrayViewMut2::from_shape((t, e), self.product.as_mut_slice())
+                .map_err(shape_err)?;
+            for (h, norms) in out.chunks_exact_mut(t).take(dims.n_head).enumerate() {
                 let (xh, wh) = head(h);
                 general_mat_mul(1.0, &xh, &wh.t(), 0.0, &mut product);
-                data.extend(product.rows().into_iter().map(|r| r.dot(&r).sqrt()));
+                for (n, row) in norms.iter_mut().zip(product.rows()) {
+                    *n = row.dot(&row).sqrt();
+                }
             }
-            Ok(HeadContributions::Norms {
-                n_head: dims.n_head,
-                n_tokens: t,
-                data,
-            })
         }
+        Ok(())
     }
-}
-
-/// Computes every layer's contributions from the captured `kqv_out`s
-/// (`None` where the layer was not captured), spreading layers over
-/// `threads` threads; `cpu_rounding` when the model ran on the CPU. A layer
-/// that cannot be computed (its projection is missing or oddly shaped) gets
-/// `None` and a note.
-pub(crate) fn contributions(
-    gguf: &GgufModel,
-    dims: &TraceDims,
-    kqv: &[Option<Vec<f32>>],
-    mode: HeadCapture,
-    cpu_rounding: bool,
-    threads: usize,
-    notes: &mut Vec<String>,
-) -> Vec<Option<HeadContributions>> {
-    let threads = threads.clamp(1, kqv.len().max(1));
-    let mut results: Vec<Option<Result<HeadContributions, EngineError>>> =
-        (0..kqv.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|worker| {
-                scope.spawn(move || {
-                    let mut scratch = Scratch::default();
-                    (worker..kqv.len())
-                        .step_by(threads)
-                        .filter_map(|l| {
-                            let x = kqv[l].as_deref()?;
-                            let c = layer_contributions(
-                                gguf,
-                                dims,
-                                l,
-                                x,
-                                mode,
-                                cpu_rounding,
-                                &mut scratch,
-                            );
-                            Some((l, c))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(done) => done.into_iter().for_each(|(l, r)| results[l] = Some(r)),
-                Err(payload) => std::panic::resume_unwind(payload),
-            }
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| match r? {
-            Ok(c) => Some(c),
-            Err(e) => {
-                notes.push(format!("per-head contributions: {e}"));
-                None
-            }
-        })
-        .collect()
 }

@@ -6,8 +6,9 @@
 //! across llama.cpp's architectures (`src/llama-graph.cpp`, `src/models/`),
 //! and whatever an architecture does not name is recorded as missing rather
 //! than failing the run. It also applies interventions, writing zeros into
-//! a node before the rest of the graph reads it. Every buffer is allocated
-//! before the decode starts, at its final size.
+//! a node before the rest of the graph reads it, and turns each layer's
+//! `kqv_out` into per-head contributions as it arrives. Every buffer is
+//! allocated before the decode starts, at its final size.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -15,13 +16,15 @@ use std::time::{Duration, Instant};
 use super::capture::{CaptureOptions, HeadCapture, Intervention, TraceDims};
 use super::error::EngineError;
 use super::ffi::{EvalObserver, ObservedTensor};
+use super::heads::HeadProjector;
 
 /// The graph nodes the capture knows, by base name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Node {
     /// `kq_soft_max-L`: ne = [n_kv (padded), n_tokens, n_head].
     Attention,
-    /// `kqv_out-L`: ne = [head_dim · n_head, n_tokens].
+    /// `kqv_out-L`: ne = [head_dim · n_head, n_tokens]; read to compute
+    /// per-head contributions, not kept.
     HeadOutputs,
     /// `l_out-L`: ne = [n_embd, n_tokens].
     Hidden,
@@ -107,7 +110,8 @@ impl Slot {
 #[derive(Debug, Default)]
 pub(crate) struct LayerSlots {
     pub(crate) attention: Option<Slot>,
-    pub(crate) head_outputs: Option<Slot>,
+    /// Per-head contributions computed from `kqv_out`.
+    pub(crate) heads: Option<Slot>,
     pub(crate) hidden: Option<Slot>,
     pub(crate) attn_out: Option<Slot>,
     pub(crate) ffn_out: Option<Slot>,
@@ -124,7 +128,7 @@ impl LayerSlots {
     fn slot_mut(&mut self, node: Node) -> Option<&mut Slot> {
         match node {
             Node::Attention => self.attention.as_mut(),
-            Node::HeadOutputs => self.head_outputs.as_mut(),
+            Node::HeadOutputs => self.heads.as_mut(),
             Node::Hidden => self.hidden.as_mut(),
             Node::AttnOut => self.attn_out.as_mut(),
             Node::FfnOut => self.ffn_out.as_mut(),
@@ -149,40 +153,67 @@ impl LayerSlots {
     }
 }
 
-/// Watches one decode and fills the trace's buffers.
+/// What a capture leaves once the decode is over.
 #[derive(Debug)]
-pub(crate) struct Capturer {
-    dims: TraceDims,
+pub(crate) struct Captured {
     pub(crate) layers: Vec<LayerSlots>,
     pub(crate) final_norm: Option<Slot>,
-    /// Where intervened nodes are read and rewritten when they are not
-    /// captured themselves.
-    scratch: Vec<f32>,
     /// Base name → layers that offered it (graph-level names: empty set).
     pub(crate) offered: BTreeMap<String, BTreeSet<usize>>,
     pub(crate) notes: Vec<String>,
-    /// Time spent copying and rewriting tensors.
+    /// Time spent in the callback.
     pub(crate) busy: Duration,
+    /// The part of `busy` spent computing per-head contributions.
+    pub(crate) heads_busy: Duration,
 }
 
-impl Capturer {
-    /// Allocates every destination `options` asks for. Interventions are
-    /// checked against the model's shape here, before anything runs.
-    pub(crate) fn new(dims: TraceDims, options: &CaptureOptions) -> Result<Capturer, EngineError> {
+/// Watches one decode and fills the trace's buffers.
+#[derive(Debug)]
+pub(crate) struct Capturer<'a> {
+    dims: TraceDims,
+    layers: Vec<LayerSlots>,
+    final_norm: Option<Slot>,
+    /// Turns `kqv_out` into per-head contributions, when asked for.
+    projector: Option<HeadProjector<'a>>,
+    /// Where `kqv_out` is read, and intervened nodes are read and rewritten
+    /// when they are not captured themselves.
+    scratch: Vec<f32>,
+    offered: BTreeMap<String, BTreeSet<usize>>,
+    notes: Vec<String>,
+    /// Time spent in the callback: copying, rewriting, projecting heads.
+    busy: Duration,
+    heads_busy: Duration,
+}
+
+impl<'a> Capturer<'a> {
+    /// Allocates every destination `options` asks for; `projector` computes
+    /// per-head contributions (needed unless `options.heads` is off).
+    /// Interventions are checked against the model's shape here, before
+    /// anything runs.
+    pub(crate) fn new(
+        dims: TraceDims,
+        options: &CaptureOptions,
+        projector: Option<HeadProjector<'a>>,
+    ) -> Result<Capturer<'a>, EngineError> {
         let t = dims.n_tokens;
         let e = dims.n_embd;
+        let projector = projector.filter(|_| options.heads != HeadCapture::Off);
+        let heads_len = HeadProjector::layer_len(&dims, options.heads);
         let mut layers: Vec<LayerSlots> = (0..dims.n_layer)
             .map(|_| LayerSlots {
                 attention: options.attention.then(|| Slot::new(dims.n_head * t * t)),
-                head_outputs: (options.heads != HeadCapture::Off)
-                    .then(|| Slot::new(t * dims.kqv_width())),
+                heads: projector.as_ref().map(|_| Slot::new(heads_len)),
                 hidden: options.hidden.then(|| Slot::new(t * e)),
                 attn_out: options.blocks.then(|| Slot::new(t * e)),
                 ffn_out: options.blocks.then(|| Slot::new(t * e)),
                 ..LayerSlots::default()
             })
             .collect();
-        let mut scratch_len = 0;
+        let mut scratch_len = if projector.is_some() {
+            t * dims.kqv_width()
+        } else {
+            0
+        };
         for iv in &options.interventions {
             let layer = match iv {
                 Intervention::ZeroHeads { layer, .. }
@@ -215,11 +246,25 @@ impl Capturer {
             dims,
             layers,
             final_norm: options.final_norm.then(|| Slot::new(t * e)),
+            projector,
             scratch: vec![0.0; scratch_len],
             offered: BTreeMap::new(),
             notes: Vec::new(),
             busy: Duration::ZERO,
+            heads_busy: Duration::ZERO,
         })
+    }
+
+    /// Ends the capture: keeps what was captured, frees the working buffers.
+    pub(crate) fn finish(self) -> Captured {
+        Captured {
+            layers: self.layers,
+            final_norm: self.final_norm,
+            offered: self.offered,
+            notes: self.notes,
+            busy: self.busy,
+            heads_busy: self.heads_busy,
+        }
     }
 
     fn record_offer(&mut self, base: &str, layer: Option<usize>) {
@@ -280,42 +325,46 @@ impl Capturer {
         let head_dim = self.dims.head_dim;
         let slots = &mut self.layers[layer];
         let intervene = slots.intervenes_on(node);
-        let zero_heads = &slots.zero_heads;
-        let dest = match node {
-            Node::Attention => None,
-            Node::HeadOutputs => slots.head_outputs.as_mut(),
-            Node::Hidden => slots.hidden.as_mut(),
-            Node::AttnOut => slots.attn_out.as_mut(),
-            Node::FfnOut => slots.ffn_out.as_mut(),
-        };
-        let (buf, slot_filled) = match dest {
-            Some(slot) => (&mut slot.data, Some(&mut slot.filled)),
-            None => (&mut self.scratch, None),
-        };
-        let buf = &mut buf[..width * t];
-        match node {
-            Node::HeadOutputs if intervene => {
-                tensor.read(buf)?;
+        if node == Node::HeadOutputs {
+            // kqv_out is read into scratch, rewritten there for an ablation,
+            // then turned into per-head contributions.
+            let buf = &mut self.scratch[..width * t];
+            tensor.read(buf)?;
+            if intervene {
                 for row in buf.chunks_exact_mut(width) {
-                    for &h in zero_heads {
+                    for &h in &slots.zero_heads {
                         row[h * head_dim..(h + 1) * head_dim].fill(0.0);
                     }
                 }
                 tensor.write(buf)?;
+                slots.zeroed_heads = true;
             }
-            Node::AttnOut if intervene => {
-                buf.fill(0.0);
-                tensor.write(buf)?;
+            if let (Some(projector), Some(slot)) = (self.projector.as_mut(), slots.heads.as_mut()) {
+                let start = Instant::now();
+                let projected = projector.project(layer, buf, &mut slot.data);
+                self.heads_busy += start.elapsed();
+                projected?;
+                slot.filled = true;
             }
-            _ => tensor.read(buf)?,
+            return Ok(());
+        }
+        let (buf, slot_filled) = match slots.slot_mut(node) {
+            Some(slot) => (&mut slot.data, Some(&mut slot.filled)),
+            None => (&mut self.scratch, None),
+        };
+        let buf = &mut buf[..width * t];
+        if intervene {
+            // Only attn_out is zeroed whole.
+            buf.fill(0.0);
+            tensor.write(buf)?;
+        } else {
+            tensor.read(buf)?;
         }
         if let Some(filled) = slot_filled {
             *filled = true;
         }
-        match node {
-            Node::HeadOutputs if intervene => slots.zeroed_heads = true,
-            Node::AttnOut if intervene => slots.zeroed_attn_out = true,
-            _ => {}
+        if node == Node::AttnOut && intervene {
+            slots.zeroed_attn_out = true;
         }
         Ok(())
     }
@@ -329,7 +378,7 @@ fn shape_error(tensor: &ObservedTensor<'_>, expected: String) -> EngineError {
     }
 }
 
-impl EvalObserver for Capturer {
+impl EvalObserver for Capturer<'_> {
     fn wants(&mut self, name: &str) -> bool {
         if is_generated_name(name) {
             return false;
@@ -423,7 +472,7 @@ mod tests {
             attention: true,
             ..CaptureOptions::logits_only()
         };
-        let mut c = Capturer::new(dims(), &opts).unwrap();
+        let mut c = Capturer::new(dims(), &opts, None).unwrap();
         assert!(c.wants("kq_soft_max-1"));
         assert!(!c.wants("kq_soft_max-2"), "no such layer");
         assert!(!c.wants("l_out-0"), "not requested");
@@ -442,7 +491,7 @@ mod tests {
             interventions: vec![Intervention::ZeroAttentionOutput { layer: 2 }],
             ..CaptureOptions::logits_only()
         };
-        assert!(Capturer::new(dims(), &bad_layer).is_err());
+        assert!(Capturer::new(dims(), &bad_layer, None).is_err());
         let bad_head = CaptureOptions {
             interventions: vec![Intervention::ZeroHeads {
                 layer: 0,
@@ -450,7 +499,7 @@ mod tests {
             }],
             ..CaptureOptions::logits_only()
         };
-        assert!(Capturer::new(dims(), &bad_head).is_err());
+        assert!(Capturer::new(dims(), &bad_head, None).is_err());
         let ok = CaptureOptions {
             interventions: vec![Intervention::ZeroHeads {
                 layer: 1,
@@ -458,7 +507,7 @@ mod tests {
             }],
             ..CaptureOptions::logits_only()
         };
-        let mut c = Capturer::new(dims(), &ok).unwrap();
+        let mut c = Capturer::new(dims(), &ok, None).unwrap();
         assert!(c.wants("kqv_out-1"));
         assert!(!c.wants("kqv_out-0"));
         assert!(!c.wants("attn_out-1"));

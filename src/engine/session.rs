@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::capture::{
-    Attention, CaptureOptions, CaptureTiming, HeadCapture, Intervention, LayerTrace, Matrix, Token,
-    Trace, TraceDims,
+    Attention, CaptureOptions, CaptureTiming, HeadCapture, HeadContributions, Intervention,
+    LayerTrace, Matrix, Token, Trace, TraceDims,
 };
 use super::device::Device;
 use super::error::EngineError;
 use super::ffi::{Context, ContextParams, Model, ModelParams, TokenId};
-use super::heads;
-use super::observer::{Capturer, Node, RESULT_NORM};
+use super::heads::{self, HeadProjector, TensorBytes};
+use super::observer::{Captured, Capturer, Node, RESULT_NORM};
 use crate::anatomy::Anatomy;
 use crate::gguf::GgufModel;
 
@@ -225,7 +225,7 @@ impl Session {
     /// the output norm, embeddings, for the logit lens and other analyses).
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, EngineError> {
         let mut out = Vec::new();
-        heads::dequantize_tensor(&self.gguf, name, &mut out)?;
+        heads::dequantize_tensor(&self.gguf, name, &mut TensorBytes::default(), &mut out)?;
         Ok(out)
     }
 
@@ -259,23 +259,36 @@ impl Session {
             .iter()
             .map(|&id| self.token(id))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut capturer = Capturer::new(dims, options)?;
-        let ctx = self.context(true, ids.len())?;
+        let projector = HeadProjector::new(
+            &self.gguf,
+            dims,
+            options.heads == HeadCapture::Full,
+            self.options.device == Device::Cpu,
+        );
+        let mut capturer = Capturer::new(dims, options, Some(projector))?;
+        let ctx = context(
+            &mut self.observed,
+            &self.model,
+            self.threads,
+            true,
+            ids.len(),
+        )?;
         let start = Instant::now();
         ctx.decode(ids, Some(&mut capturer))?;
         let decode_ms = ms(start);
-        let logits = copy_logits(ctx, ids.len(), dims.n_vocab)?;
-        check_interventions(&capturer, options)?;
-        let missing = missing_nodes(&capturer, options);
-        let mut notes = std::mem::take(&mut capturer.notes);
-        notes.extend(partial_offers(&capturer, dims.n_layer));
-        let offered = capturer
+        // Working buffers go before the logits are copied out.
+        let captured = capturer.finish();
+        check_interventions(&captured, options)?;
+        let missing = missing_nodes(&captured, options);
+        let mut notes = captured.notes.clone();
+        notes.extend(partial_offers(&captured, dims.n_layer));
+        let offered = captured
             .offered
             .iter()
             .map(|(name, layers)| (name.clone(), layers.len()))
             .collect();
-        let callback_ms = capturer.busy.as_secs_f64() * 1e3;
-        let mut kqv = Vec::with_capacity(dims.n_layer);
+        let callback_ms = captured.busy.as_secs_f64() * 1e3;
+        let heads_ms = captured.heads_busy.as_secs_f64() * 1e3;
         let mut layers = Vec::with_capacity(dims.n_layer);
         let (t, e) = (dims.n_tokens, dims.n_embd);
         let matrix = |data: Vec<f32>| Matrix {
@@ -283,8 +296,20 @@ impl Session {
             cols: e,
             data,
         };
-        for slots in capturer.layers {
-            kqv.push(slots.head_outputs.and_then(|s| s.take()));
+        let heads = |data: Vec<f32>| match options.heads {
+            HeadCapture::Full => HeadContributions::Full {
+                n_head: dims.n_head,
+                n_tokens: t,
+                n_embd: e,
+                data,
+            },
+            HeadCapture::Norms | HeadCapture::Off => HeadContributions::Norms {
+                n_head: dims.n_head,
+                n_tokens: t,
+                data,
+            },
+        };
+        for slots in captured.layers {
             layers.push(LayerTrace {
                 attention: slots
                     .attention
@@ -297,32 +322,17 @@ impl Session {
                 hidden: slots.hidden.and_then(|s| s.take()).map(matrix),
                 attn_out: slots.attn_out.and_then(|s| s.take()).map(matrix),
                 ffn_out: slots.ffn_out.and_then(|s| s.take()).map(matrix),
-                heads: None,
+                heads: slots.heads.and_then(|s| s.take()).map(heads),
             });
         }
-        let start = Instant::now();
-        if options.heads != HeadCapture::Off {
-            let contributions = heads::contributions(
-                &self.gguf,
-                &dims,
-                &kqv,
-                options.heads,
-                self.options.device == Device::Cpu,
-                self.threads,
-                &mut notes,
-            );
-            drop(kqv);
-            for (layer, c) in layers.iter_mut().zip(contributions) {
-                layer.heads = c;
-            }
-        }
-        let heads_ms = ms(start);
+        let final_norm = captured.final_norm.and_then(|s| s.take()).map(matrix);
+        let logits = copy_logits(ctx, ids.len(), dims.n_vocab)?;
         Ok(Trace {
             dims,
             tokens,
             options: options.clone(),
             layers,
-            final_norm: capturer.final_norm.and_then(|s| s.take()).map(matrix),
+            final_norm,
             logits,
             offered,
             missing,
@@ -340,35 +350,36 @@ impl Session {
     pub fn logits(&mut self, ids: &[TokenId]) -> Result<Matrix, EngineError> {
         self.check_length(ids.len())?;
         let n_vocab = self.shape.n_vocab;
-        let ctx = self.context(false, ids.len())?;
+        let ctx = context(&mut self.plain, &self.model, self.threads, false, ids.len())?;
         ctx.decode(ids, None)?;
         copy_logits(ctx, ids.len(), n_vocab)
     }
+}
 
-    /// The context of the requested kind, remade when it is too small.
-    fn context(&mut self, observable: bool, n_tokens: usize) -> Result<&mut Context, EngineError> {
-        let params = ContextParams {
-            n_tokens: u32::try_from(n_tokens.div_ceil(CONTEXT_STEP) * CONTEXT_STEP)
-                .map_err(|_| EngineError::InvalidRequest("prompt too long".into()))?,
-            n_threads: u32::try_from(self.threads).unwrap_or(u32::MAX),
-            observable,
-        };
-        let slot = if observable {
-            &mut self.observed
-        } else {
-            &mut self.plain
-        };
-        if slot
-            .as_ref()
-            .is_none_or(|c| (c.params().n_tokens as usize) < n_tokens)
-        {
-            // Free the old context before making the bigger one.
-            *slot = None;
-            *slot = Some(Context::new(Arc::clone(&self.model), params)?);
-        }
-        slot.as_mut()
-            .ok_or_else(|| EngineError::InvalidRequest("no context".into()))
+/// The context in `slot`, made (or remade, when too small) for `n_tokens`.
+fn context<'s>(
+    slot: &'s mut Option<Context>,
+    model: &Arc<Model>,
+    threads: usize,
+    observable: bool,
+    n_tokens: usize,
+) -> Result<&'s mut Context, EngineError> {
+    let params = ContextParams {
+        n_tokens: u32::try_from(n_tokens.div_ceil(CONTEXT_STEP) * CONTEXT_STEP)
+            .map_err(|_| EngineError::InvalidRequest("prompt too long".into()))?,
+        n_threads: u32::try_from(threads).unwrap_or(u32::MAX),
+        observable,
+    };
+    if slot
+        .as_ref()
+        .is_none_or(|c| (c.params().n_tokens as usize) < n_tokens)
+    {
+        // Free the old context before making the bigger one.
+        *slot = None;
+        *slot = Some(Context::new(Arc::clone(model), params)?);
     }
+    slot.as_mut()
+        .ok_or_else(|| EngineError::InvalidRequest("no context".into()))
 }
 
 fn ms(start: Instant) -> f64 {
@@ -426,17 +437,17 @@ fn requested(options: &CaptureOptions) -> Vec<&'static str> {
     names
 }
 
-fn missing_nodes(capturer: &Capturer, options: &CaptureOptions) -> Vec<String> {
+fn missing_nodes(captured: &Captured, options: &CaptureOptions) -> Vec<String> {
     requested(options)
         .into_iter()
-        .filter(|n| !capturer.offered.contains_key(*n))
+        .filter(|n| !captured.offered.contains_key(*n))
         .map(str::to_string)
         .collect()
 }
 
 /// Notes for per-layer nodes that only some layers offered (hybrid models
 /// whose recurrent layers have no attention, for instance).
-fn partial_offers(capturer: &Capturer, n_layer: usize) -> Vec<String> {
+fn partial_offers(captured: &Captured, n_layer: usize) -> Vec<String> {
     [
         Node::Attention,
         Node::HeadOutputs,
@@ -446,7 +457,7 @@ fn partial_offers(capturer: &Capturer, n_layer: usize) -> Vec<String> {
     ]
     .into_iter()
     .filter_map(|node| {
-        let layers = capturer.offered.get(node.base())?;
+        let layers = captured.offered.get(node.base())?;
         (layers.len() < n_layer).then(|| {
             format!(
                 "{} is offered by {} of {n_layer} layers",
@@ -460,18 +471,18 @@ fn partial_offers(capturer: &Capturer, n_layer: usize) -> Vec<String> {
 
 /// An intervention that could not be applied would make the run look like
 /// an ablation when it was not, so it is an error.
-fn check_interventions(capturer: &Capturer, options: &CaptureOptions) -> Result<(), EngineError> {
+fn check_interventions(captured: &Captured, options: &CaptureOptions) -> Result<(), EngineError> {
     for iv in &options.interventions {
         let (layer, node) = match iv {
             Intervention::ZeroHeads { layer, .. } => (*layer, Node::HeadOutputs),
             Intervention::ZeroAttentionOutput { layer } => (*layer, Node::AttnOut),
         };
-        let applied = capturer
+        let applied = captured
             .layers
             .get(layer)
             .is_some_and(|slots| slots.applied(node));
         if !applied {
-            let reason = capturer
+            let reason = captured
                 .notes
                 .iter()
                 .find(|n| n.contains(&format!("{}-{layer}", node.base())))
