@@ -509,6 +509,38 @@ mod tests {
     }
 
     #[test]
+    fn missing_and_partial_nodes_are_reported() {
+        let captured = Captured {
+            layers: Vec::new(),
+            final_norm: None,
+            offered: [
+                ("kq_soft_max".to_string(), [0].into()),
+                ("l_out".to_string(), [0, 1].into()),
+                ("result_norm".to_string(), Default::default()),
+            ]
+            .into(),
+            notes: Vec::new(),
+            busy: Default::default(),
+            heads_busy: Default::default(),
+        };
+        let missing = missing_nodes(&captured, &CaptureOptions::default());
+        assert_eq!(missing, ["kqv_out", "attn_out", "ffn_out"]);
+        assert_eq!(
+            partial_offers(&captured, 2),
+            ["kq_soft_max is offered by 1 of 2 layers"]
+        );
+        let ablation = CaptureOptions {
+            interventions: vec![Intervention::ZeroAttentionOutput { layer: 0 }],
+            ..CaptureOptions::logits_only()
+        };
+        let err = check_interventions(&captured, &ablation).unwrap_err();
+        assert!(
+            err.to_string().contains("the graph has no attn_out-0"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn requested_nodes_follow_the_options() {
         assert!(requested(&CaptureOptions::logits_only()).is_empty());
         assert_eq!(

@@ -1,4 +1,9 @@
 //! Inference contexts, one-batch decode and the eval callback.
+//!
+//! llama.cpp fixes the eval callback when a context is created, so a
+//! context either always has it or never does; the callback reaches the
+//! Rust observer of the decode in progress through a slot the context owns,
+//! filled only while `decode` runs.
 
 use std::any::Any;
 use std::cell::Cell;

@@ -1,4 +1,9 @@
 //! A model loaded into llama.cpp, with its vocabulary and tokenizer.
+//!
+//! The model is its own type, shared through an `Arc`, because one loaded
+//! model serves several contexts (a captured one, a plain one, contexts
+//! remade for longer prompts) and must outlive all of them; tokenization
+//! needs only the model, so prompts are measured before any context exists.
 
 use std::ffi::CString;
 use std::path::Path;
