@@ -202,23 +202,9 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// A matrix of zeros.
-    pub fn zeros(rows: usize, cols: usize) -> Matrix {
-        Matrix {
-            rows,
-            cols,
-            data: vec![0.0; rows * cols],
-        }
-    }
-
     /// Row `i` (panics when out of range, like slice indexing).
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
-    }
-
-    /// The rows, in order.
-    pub fn iter_rows(&self) -> impl Iterator<Item = &[f32]> {
-        self.data.chunks_exact(self.cols.max(1))
     }
 }
 

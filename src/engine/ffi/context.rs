@@ -129,11 +129,6 @@ impl Context {
         self.params
     }
 
-    /// The model the context runs.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
-
     /// Runs `tokens` as one batch at positions 0, 1, ... of a fresh sequence,
     /// with logits for every position. With an observer (on a context made
     /// `observable`), the observer watches the graph; a panic inside it is
@@ -169,7 +164,7 @@ impl Context {
         let installed = observer.map(|o| {
             let o: NonNull<dyn EvalObserver + '_> = NonNull::from(o);
             // SAFETY: only the lifetime bound changes. The pointer is removed
-            // from the slot (by `_guard`) before `decode` returns, so it is
+            // from the slot (by `guard`) before `decode` returns, so it is
             // never used after the borrow it came from ends.
             unsafe {
                 std::mem::transmute::<NonNull<dyn EvalObserver + '_>, NonNull<dyn EvalObserver>>(o)

@@ -119,12 +119,6 @@ impl Model {
         to_usize(unsafe { sys::llama_model_n_embd(self.ptr.as_ptr()) })
     }
 
-    /// Sliding-window size, 0 when the model has none.
-    pub fn n_swa(&self) -> usize {
-        // SAFETY: see `n_layer`.
-        to_usize(unsafe { sys::llama_model_n_swa(self.ptr.as_ptr()) })
-    }
-
     /// Vocabulary size.
     pub fn n_vocab(&self) -> usize {
         to_usize(self.n_vocab)
@@ -159,12 +153,6 @@ impl Model {
         // SAFETY: `self.vocab` lives as long as the model.
         let t = unsafe { sys::llama_vocab_bos(self.vocab.as_ptr()) };
         self.valid(t).then_some(t)
-    }
-
-    /// Whether tokenization adds BOS (the model's `add_bos_token`).
-    pub fn adds_bos(&self) -> bool {
-        // SAFETY: see `bos`.
-        unsafe { sys::llama_vocab_get_add_bos(self.vocab.as_ptr()) }
     }
 
     /// Whether `token` is a control token (BOS, EOS, chat markers).
