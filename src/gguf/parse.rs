@@ -6,7 +6,14 @@
 //! checked (inside the file, aligned, non-overlapping, sized exactly as its
 //! type and shape demand). The layout follows llama.cpp's `ggml/src/gguf.cpp`
 //! and `docs/gguf.md`.
+//!
+//! Memory is budgeted too: a count can fit the file's bytes and still ask for
+//! far more memory than that (a key-value entry takes 13 bytes of file and
+//! about a hundred of memory), so every allocation is charged against the
+//! file's size plus [`MEMORY_SLACK`] before it is made. The parser therefore
+//! never allocates more than that, whatever the file says.
 
+use std::mem::size_of;
 use std::path::Path;
 
 use indexmap::IndexMap;
@@ -15,10 +22,29 @@ use indexmap::map::Entry;
 use super::error::{FormatError, GgufError};
 use super::reader::{
     DEFAULT_ALIGNMENT, Endian, MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEY_LEN, MAX_STRING_LEN,
-    MAX_TENSOR_NAME_LEN, TensorInfo,
+    MAX_TENSOR_NAME_LEN, MEMORY_SLACK, TensorInfo,
 };
 use super::types::GgmlType;
 use super::value::{Array, StringArray, Value, ValueType};
+
+/// The key whose value sets the data section's alignment.
+const KEY_ALIGNMENT: &str = "general.alignment";
+
+/// Fewest bytes a key-value pair takes: empty key (8) + type (4) + a
+/// one-byte value.
+const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+/// Fewest bytes a tensor info takes: empty name (8) + n_dims (4) + type (4)
+/// + offset (8).
+const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
+/// Memory one metadata entry costs besides its key and value's heap data:
+/// the `IndexMap` bucket (hash, key, value) and its index table, which holds
+/// up to about 2.3 slots of one word and one control byte per entry.
+const KV_MEMORY: u64 = (size_of::<(u64, String, Value)>() + 3 * size_of::<usize>()) as u64;
+/// Memory one tensor info costs besides its name and dims: the entry itself,
+/// where its offset field lies, its slot in the duplicate-name set and its
+/// place in the sort order of the overlap check.
+const TENSOR_MEMORY: u64 =
+    (size_of::<TensorInfo>() + 3 * size_of::<&str>() + 2 * size_of::<usize>()) as u64;
 
 /// What the parser produces before it is attached to its storage.
 pub(super) struct Parsed {
@@ -36,6 +62,10 @@ pub(super) struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
     endian: Endian,
+    /// Bytes the parser may still allocate.
+    memory_left: u64,
+    /// `general.alignment`, checked as soon as it is read.
+    alignment: u64,
 }
 
 impl<'a> Parser<'a> {
@@ -45,6 +75,8 @@ impl<'a> Parser<'a> {
             buf,
             pos: 0,
             endian: Endian::Little,
+            memory_left: (buf.len() as u64).saturating_add(MEMORY_SLACK),
+            alignment: DEFAULT_ALIGNMENT,
         }
     }
 
@@ -59,6 +91,31 @@ impl<'a> Parser<'a> {
 
     fn remaining(&self) -> u64 {
         (self.buf.len() - self.pos) as u64
+    }
+
+    /// Charges `count` items of `size` bytes of memory about to be allocated
+    /// for the field at `at`, failing when the budget would be exceeded.
+    fn reserve(
+        &mut self,
+        count: u64,
+        size: u64,
+        at: usize,
+        field: &dyn Fn() -> String,
+    ) -> Result<(), GgufError> {
+        match count.checked_mul(size) {
+            Some(bytes) if bytes <= self.memory_left => {
+                self.memory_left -= bytes;
+                Ok(())
+            }
+            needed => Err(self.error(
+                field(),
+                at,
+                FormatError::OverBudget {
+                    needed: needed.unwrap_or(u64::MAX),
+                    left: self.memory_left,
+                },
+            )),
+        }
     }
 
     /// Takes `n` bytes, or fails naming `field` when fewer remain.
@@ -135,6 +192,18 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// Reads a string that will be kept, charging its bytes to the budget.
+    fn owned_string(
+        &mut self,
+        limit: u64,
+        field: &dyn Fn() -> String,
+    ) -> Result<&'a str, GgufError> {
+        let at = self.pos;
+        let s = self.string(limit, field)?;
+        self.reserve(s.len() as u64, 1, at, field)?;
+        Ok(s)
+    }
+
     /// Checks that `count` items of at least `min_size` bytes each fit in
     /// what is left of the file, before anything is allocated for them.
     fn check_count(
@@ -161,14 +230,16 @@ impl<'a> Parser<'a> {
         let le = u32::from_le_bytes(raw);
         let be = u32::from_be_bytes(raw);
         // A big-endian file has its version byte-swapped; ggml only ever
-        // wrote versions 1..=3, so the two readings cannot be confused.
+        // wrote versions 1..=3, so the two readings cannot be confused. For
+        // any other version the smaller reading is the one to report: a
+        // big-endian version 4 reads as 4, not as 67108864.
         let version = if (1..=3).contains(&le) {
             le
-        } else if (2..=3).contains(&be) {
+        } else if (1..=3).contains(&be) {
             self.endian = Endian::Big;
             be
         } else {
-            le
+            le.min(be)
         };
         if !(2..=3).contains(&version) {
             return Err(self.error(
@@ -181,23 +252,21 @@ impl<'a> Parser<'a> {
         let tensor_count = self.u64(&|| "header.tensor_count".into())?;
         let kv_at = self.pos;
         let kv_count = self.u64(&|| "header.kv_count".into())?;
-        // Smallest key-value pair: empty key (8) + type (4) + one byte value.
-        let kv_count =
-            self.check_count(kv_count, 8 + 4 + 1, kv_at, &|| "header.kv_count".into())?;
-        // Smallest tensor info: empty name (8) + n_dims (4) + type (4) + offset (8).
-        self.check_count(tensor_count, 8 + 4 + 4 + 8, count_at, &|| {
-            "header.tensor_count".into()
-        })?;
+        let kv_field = || "header.kv_count".to_string();
+        let tensor_field = || "header.tensor_count".to_string();
+        let kv_count = self.check_count(kv_count, MIN_KV_BYTES, kv_at, &kv_field)?;
+        self.check_count(tensor_count, MIN_TENSOR_INFO_BYTES, count_at, &tensor_field)?;
 
+        self.reserve(kv_count as u64, KV_MEMORY, kv_at, &kv_field)?;
         let metadata = self.metadata(kv_count)?;
-        let alignment = self.alignment(&metadata)?;
-        let tensor_count = self.check_count(tensor_count, 8 + 4 + 4 + 8, count_at, &|| {
-            "header.tensor_count".into()
-        })?;
-        let mut tensors = self.tensor_infos(tensor_count)?;
+        let tensor_count =
+            self.check_count(tensor_count, MIN_TENSOR_INFO_BYTES, count_at, &tensor_field)?;
+        self.reserve(tensor_count as u64, TENSOR_MEMORY, count_at, &tensor_field)?;
+        let (mut tensors, offsets_at) = self.tensor_infos(tensor_count)?;
 
+        let alignment = self.alignment;
         let data_offset = (self.pos as u64).div_ceil(alignment) * alignment;
-        self.place_tensors(&mut tensors, data_offset, alignment)?;
+        self.place_tensors(&mut tensors, &offsets_at, data_offset)?;
         Ok(Parsed {
             version,
             endian: self.endian,
@@ -208,11 +277,12 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// Reads `kv_count` key-value pairs (their memory is already reserved).
     fn metadata(&mut self, kv_count: usize) -> Result<IndexMap<String, Value>, GgufError> {
         let mut map = IndexMap::with_capacity(kv_count);
         for i in 0..kv_count {
             let key_at = self.pos;
-            let key = self.string(MAX_KEY_LEN, &|| format!("metadata[{i}].key"))?;
+            let key = self.owned_string(MAX_KEY_LEN, &|| format!("metadata[{i}].key"))?;
             let field = |suffix: &str| format!("metadata `{key}`{suffix}");
             let type_at = self.pos;
             let type_id = self.u32(&|| field(" type"))?;
@@ -223,7 +293,11 @@ impl<'a> Parser<'a> {
                     FormatError::UnknownValueType { type_id },
                 )
             })?;
+            let value_at = self.pos;
             let value = self.value(value_type, 0, &|| field(""))?;
+            if key == KEY_ALIGNMENT {
+                self.alignment = self.check_alignment(&value, type_at, value_at)?;
+            }
             match map.entry(key.to_owned()) {
                 Entry::Occupied(_) => {
                     return Err(self.error(field(""), key_at, FormatError::DuplicateKey));
@@ -234,6 +308,36 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(map)
+    }
+
+    /// `general.alignment` must be a `uint32` power of two: llama.cpp reads
+    /// it with `gguf_get_val_u32`, which aborts the process on any other
+    /// type, so a file that passes here must not carry another one.
+    fn check_alignment(
+        &self,
+        value: &Value,
+        type_at: usize,
+        value_at: usize,
+    ) -> Result<u64, GgufError> {
+        let field = format!("metadata `{KEY_ALIGNMENT}`");
+        match *value {
+            Value::U32(v) if v.is_power_of_two() => Ok(u64::from(v)),
+            Value::U32(v) => Err(self.error(
+                field,
+                value_at,
+                FormatError::BadAlignment {
+                    value: u64::from(v),
+                },
+            )),
+            ref other => Err(self.error(
+                field + " type",
+                type_at,
+                FormatError::WrongType {
+                    expected: ValueType::U32.name(),
+                    found: other.value_type().name(),
+                },
+            )),
+        }
     }
 
     fn value(
@@ -254,7 +358,9 @@ impl<'a> Parser<'a> {
             ValueType::I64 => Value::I64(self.u64(field)? as i64),
             ValueType::F64 => Value::F64(f64::from_bits(self.u64(field)?)),
             ValueType::Bool => Value::Bool(self.bool(field)?),
-            ValueType::String => Value::String(self.string(MAX_STRING_LEN, field)?.to_owned()),
+            ValueType::String => {
+                Value::String(self.owned_string(MAX_STRING_LEN, field)?.to_owned())
+            }
             ValueType::Array => Value::Array(self.array_value(depth + 1, field)?),
         })
     }
@@ -293,9 +399,16 @@ impl<'a> Parser<'a> {
         })?;
         let count_at = self.pos;
         let count = self.u64(&|| format!("{} length", field()))?;
-        let n = self.check_count(count, elem.min_size(), count_at, &|| {
-            format!("{} length", field())
-        })?;
+        let count_field = || format!("{} length", field());
+        let n = self.check_count(count, elem.min_size(), count_at, &count_field)?;
+        // Strings are charged once their total length is known.
+        let item_memory = match elem {
+            ValueType::String => 0,
+            ValueType::Array => size_of::<Array>() as u64,
+            // Every fixed-size type takes as many bytes in memory as in the file.
+            other => other.fixed_size().unwrap_or(1),
+        };
+        self.reserve(n as u64, item_memory, count_at, &count_field)?;
         let item = |i: usize| move || format!("{}[{i}]", field());
         macro_rules! fixed {
             ($variant:ident, $read:ident, $conv:expr) => {{
@@ -318,11 +431,9 @@ impl<'a> Parser<'a> {
             ValueType::I64 => fixed!(I64, u64, |v| v as i64),
             ValueType::F64 => fixed!(F64, u64, f64::from_bits),
             ValueType::Bool => fixed!(Bool, bool, |v| v),
-            ValueType::String => Array::String(self.string_array(n, field)?),
+            ValueType::String => Array::String(self.string_array(n, count_at, field)?),
             ValueType::Array => {
-                // Each nested array takes at least 12 bytes of the file, so
-                // growing this vector is bounded by the bytes consumed.
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(n);
                 for i in 0..n {
                     out.push(self.array_value(depth + 1, &item(i))?);
                 }
@@ -336,6 +447,7 @@ impl<'a> Parser<'a> {
     fn string_array(
         &mut self,
         n: usize,
+        count_at: usize,
         field: &dyn Fn() -> String,
     ) -> Result<StringArray, GgufError> {
         let start = self.pos;
@@ -357,6 +469,11 @@ impl<'a> Parser<'a> {
             total += len;
         }
         self.pos = start;
+        // One end offset per string, plus the bytes themselves.
+        self.reserve(n as u64, size_of::<usize>() as u64, count_at, &|| {
+            format!("{} length", field())
+        })?;
+        self.reserve(total, 1, count_at, &|| format!("{} length", field()))?;
         // `total` bytes were just found in the file, so the size is safe.
         let mut out = StringArray::with_capacity(n, total as usize);
         for i in 0..n {
@@ -365,29 +482,17 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn alignment(&self, metadata: &IndexMap<String, Value>) -> Result<u64, GgufError> {
-        let Some(value) = metadata.get("general.alignment") else {
-            return Ok(DEFAULT_ALIGNMENT);
-        };
-        let err = |kind| self.error("metadata `general.alignment`", 0, kind);
-        let v = value.as_u64().ok_or_else(|| {
-            err(FormatError::WrongType {
-                expected: "uint32",
-                found: value.value_type().name(),
-            })
-        })?;
-        if v == 0 || !v.is_power_of_two() {
-            return Err(err(FormatError::BadAlignment { value: v }));
-        }
-        Ok(v)
-    }
-
-    fn tensor_infos(&mut self, count: usize) -> Result<Vec<TensorInfo>, GgufError> {
+    /// Reads `count` tensor infos (their memory is already reserved), and
+    /// where each one's `offset` field lies, for the errors of
+    /// [`Parser::place_tensors`].
+    fn tensor_infos(&mut self, count: usize) -> Result<(Vec<TensorInfo>, Vec<usize>), GgufError> {
         let mut tensors = Vec::with_capacity(count);
+        let mut offsets_at = Vec::with_capacity(count);
         let mut seen = std::collections::HashSet::with_capacity(count);
         for i in 0..count {
             let name_at = self.pos;
-            let name = self.string(MAX_TENSOR_NAME_LEN, &|| format!("tensor_info[{i}].name"))?;
+            let name =
+                self.owned_string(MAX_TENSOR_NAME_LEN, &|| format!("tensor_info[{i}].name"))?;
             let field = |suffix: &str| format!("tensor `{name}`{suffix}");
             let dims_at = self.pos;
             let n_dims = self.u32(&|| field(".n_dims"))?;
@@ -401,6 +506,7 @@ impl<'a> Parser<'a> {
                     },
                 ));
             }
+            self.reserve(u64::from(n_dims), 8, dims_at, &|| field(".n_dims"))?;
             let mut dims = Vec::with_capacity(n_dims as usize);
             let mut n_elements: u64 = 1;
             for d in 0..n_dims as usize {
@@ -430,11 +536,16 @@ impl<'a> Parser<'a> {
             let type_id = self.u32(&|| field(".type"))?;
             let ggml_type = GgmlType::from_id(type_id)
                 .map_err(|e| self.error(field(".type"), type_at, FormatError::TensorType(e)))?;
-            let row = dims.first().copied().unwrap_or(1);
+            // A tensor without dims is a scalar: its row is one element long,
+            // and the field to blame is its dimension count.
+            let (row, row_field, row_at) = match dims.first() {
+                Some(&row) => (row, field(".dims[0]"), dims_at + 4),
+                None => (1, field(".n_dims"), dims_at),
+            };
             if row % u64::from(ggml_type.block_size()) != 0 {
                 return Err(self.error(
-                    field(".dims[0]"),
-                    dims_at + 4,
+                    row_field,
+                    row_at,
                     FormatError::PartialBlock {
                         elements: row,
                         ggml_type: ggml_type.name(),
@@ -442,9 +553,11 @@ impl<'a> Parser<'a> {
                     },
                 ));
             }
-            let n_bytes = ggml_type
-                .bytes_for(n_elements)
-                .ok_or_else(|| self.error(field(".dims"), dims_at, FormatError::ElementOverflow))?;
+            // Whole rows of whole blocks, so only an overflow can fail here.
+            let n_bytes = ggml_type.bytes_for(n_elements).ok_or_else(|| {
+                self.error(field(".dims"), dims_at + 4, FormatError::ElementOverflow)
+            })?;
+            let offset_at = self.pos;
             let relative_offset = self.u64(&|| field(".offset"))?;
             if !seen.insert(name) {
                 return Err(self.error(field(""), name_at, FormatError::DuplicateTensor));
@@ -459,28 +572,28 @@ impl<'a> Parser<'a> {
                 n_elements,
                 shard: 0,
             });
+            offsets_at.push(offset_at);
         }
-        Ok(tensors)
+        Ok((tensors, offsets_at))
     }
 
     /// Resolves absolute offsets and checks that every range is aligned,
-    /// inside the file and disjoint from every other.
+    /// inside the file and disjoint from every other. Errors point at the
+    /// tensor's `offset` field (`offsets_at`); the data range is in the kind.
     fn place_tensors(
         &self,
         tensors: &mut [TensorInfo],
+        offsets_at: &[usize],
         data_offset: u64,
-        alignment: u64,
     ) -> Result<(), GgufError> {
         let file_size = self.buf.len() as u64;
-        // Offsets of each tensor's info record are not kept, so errors point
-        // at the data range itself, which is what a user needs to look at.
-        for t in tensors.iter_mut() {
-            let field = format!("tensor `{}`.offset", t.name);
+        let alignment = self.alignment;
+        let field = |t: &TensorInfo| format!("tensor `{}`.offset", t.name);
+        for (t, &at) in tensors.iter_mut().zip(offsets_at) {
             if t.relative_offset % alignment != 0 {
                 return Err(self.error(
-                    field,
-                    usize::try_from(data_offset.saturating_add(t.relative_offset))
-                        .unwrap_or(usize::MAX),
+                    field(t),
+                    at,
                     FormatError::Misaligned {
                         offset: t.relative_offset,
                         alignment,
@@ -493,34 +606,33 @@ impl<'a> Parser<'a> {
                 (Some(start), Some(end)) if end <= file_size => t.offset = start,
                 _ => {
                     let start = data_offset.saturating_add(t.relative_offset);
-                    return Err(GgufError::Format {
-                        path: self.path.to_path_buf(),
-                        field,
-                        offset: start,
-                        kind: FormatError::OutOfFile {
+                    return Err(self.error(
+                        field(t),
+                        at,
+                        FormatError::OutOfFile {
                             start,
                             end: start.saturating_add(t.n_bytes),
                             file_size,
                         },
-                    });
+                    ));
                 }
             }
         }
+        // Ties are broken by index, so the later tensor in the index is blamed.
         let mut order: Vec<usize> = (0..tensors.len()).collect();
-        order.sort_by_key(|&i| tensors[i].offset);
+        order.sort_unstable_by_key(|&i| (tensors[i].offset, i));
         for pair in order.windows(2) {
             let (a, b) = (&tensors[pair[0]], &tensors[pair[1]]);
             if a.offset + a.n_bytes > b.offset {
-                return Err(GgufError::Format {
-                    path: self.path.to_path_buf(),
-                    field: format!("tensor `{}`.offset", b.name),
-                    offset: b.offset,
-                    kind: FormatError::Overlap {
+                return Err(self.error(
+                    field(b),
+                    offsets_at[pair[1]],
+                    FormatError::Overlap {
                         start: b.offset,
                         end: b.offset + b.n_bytes,
                         other: a.name.clone(),
                     },
-                });
+                ));
             }
         }
         Ok(())

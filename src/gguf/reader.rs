@@ -2,8 +2,8 @@
 //!
 //! Opening a file maps it and parses only the header, the metadata and the
 //! tensor index; weights are never touched, so a multi-gigabyte model opens
-//! in milliseconds. Nothing is handed to anyone before the parser (`parse.rs`) has
-//! validated every byte of that header.
+//! in milliseconds. Nothing is handed to anyone before the parser
+//! (`parse.rs`) has validated every byte of that header.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,11 @@ pub const MAX_TENSOR_NAME_LEN: u64 = 1024;
 pub const MAX_STRING_LEN: u64 = 256 * 1024 * 1024;
 /// Deepest nesting of arrays inside arrays accepted.
 pub const MAX_ARRAY_DEPTH: usize = 4;
+/// Memory the parser may allocate beyond the file's own size. A file's
+/// parsed form is about as large as its header (string arrays, which hold
+/// most of it, take exactly their bytes), but maps and tensor entries of tiny
+/// files can take a few KiB more than such files have bytes.
+pub const MEMORY_SLACK: u64 = 64 * 1024;
 
 /// Byte order of the numbers in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
