@@ -1,7 +1,20 @@
 //! An independent model of the order in which the reader reads a valid
 //! file, to say which error a file cut at any byte must give.
 
-use ggviz::gguf::{Array, FormatError, GgufFile, Value};
+use ggviz::gguf::{Array, FormatError, GgufFile, Value, ValueType};
+
+/// The fewest bytes a value of type `t` takes in a file, from the GGUF
+/// specification (not from the reader): a string is at least its 8-byte
+/// length, an array its 4-byte element type and 8-byte count.
+fn min_bytes(t: ValueType) -> u64 {
+    match t {
+        ValueType::U8 | ValueType::I8 | ValueType::Bool => 1,
+        ValueType::U16 | ValueType::I16 => 2,
+        ValueType::U32 | ValueType::I32 | ValueType::F32 => 4,
+        ValueType::U64 | ValueType::I64 | ValueType::F64 | ValueType::String => 8,
+        ValueType::Array => 12,
+    }
+}
 
 /// One step of reading a file.
 #[derive(Debug)]
@@ -174,7 +187,7 @@ impl LayoutBuilder {
             Value::String(s) => self.string(field, s.len()),
             Value::Array(a) => self.array(field, a),
             scalar => {
-                let size = scalar.value_type().fixed_size().unwrap_or(0);
+                let size = min_bytes(scalar.value_type());
                 self.read(field, size);
             }
         }
@@ -185,14 +198,14 @@ impl LayoutBuilder {
         let count_at = self.pos;
         let count_field = format!("{field} length");
         self.read(&count_field, 8);
-        let min = a.element_type().min_size();
+        let min = min_bytes(a.element_type());
         self.fits(&count_field, count_at, a.len() as u64, min);
         for i in 0..a.len() {
             let item = format!("{field}[{i}]");
             match a {
                 Array::String(s) => self.string(&item, s.get(i).map_or(0, str::len)),
                 Array::Array(inner) => self.array(&item, &inner[i]),
-                other => self.read(&item, other.element_type().fixed_size().unwrap_or(0)),
+                other => self.read(&item, min_bytes(other.element_type())),
             }
         }
     }
