@@ -123,6 +123,11 @@ impl Keys<'_> {
     }
 }
 
+/// Dimension `index` (`ne[index]`) of the tensor `name`, if both exist.
+fn tensor_dim(model: &GgufModel, name: &str, index: usize) -> Option<u64> {
+    model.tensor(name)?.dims.get(index).copied()
+}
+
 /// Reads the hyperparameters of `arch` from `model`.
 /// `layers_in_names` is one more than the highest `blk.<L>` index seen, used
 /// when the file has no `<arch>.block_count`.
@@ -145,7 +150,7 @@ pub fn read(
         Some(n) => n,
         None => {
             derived.push("embedding_length");
-            model.tensor("token_embd.weight").map_or(0, |t| t.dims[0])
+            tensor_dim(model, "token_embd.weight", 0).unwrap_or(0)
         }
     };
     let check_len = |name: &str, v: Vec<u64>| -> Result<Vec<u64>, AnatomyError> {
@@ -173,16 +178,25 @@ pub fn read(
         Some(v) => check_len("feed_forward_length", v)?,
         None => {
             derived.push("feed_forward_length");
+            // Dense layers have `ffn_up` [n_embd, n_ff]; MoE layers only
+            // `ffn_up_exps` [n_embd, n_ff, n_expert]: the width of one expert.
             (0..n_layer)
                 .map(|l| {
-                    model
-                        .tensor(&format!("blk.{l}.ffn_up.weight"))
-                        .and_then(|t| t.dims.get(1).copied())
+                    ["ffn_up", "ffn_up_exps"]
+                        .iter()
+                        .find_map(|base| tensor_dim(model, &format!("blk.{l}.{base}.weight"), 1))
                         .unwrap_or(0)
                 })
                 .collect()
         }
     };
+    let n_expert = keys.u64("expert_count").or_else(|| {
+        // The router `ffn_gate_inp` [n_embd, n_expert] of the first MoE layer.
+        let n = (0..n_layer)
+            .find_map(|l| tensor_dim(model, &format!("blk.{l}.ffn_gate_inp.weight"), 1))?;
+        derived.push("expert_count");
+        Some(n)
+    });
     let first_heads = n_head.iter().copied().find(|&h| h > 0).unwrap_or(0);
     let default_head_dim = if first_heads > 0 {
         (n_embd / u64::from(first_heads)) as u32
@@ -212,11 +226,7 @@ pub fn read(
                 .and_then(Value::as_array)
                 .map(|a| a.len() as u64)
         })
-        .or_else(|| {
-            model
-                .tensor("token_embd.weight")
-                .and_then(|t| t.dims.get(1).copied())
-        })
+        .or_else(|| tensor_dim(model, "token_embd.weight", 1))
         .unwrap_or(0);
     let rope = Rope {
         freq_base: keys.f64("rope.freq_base"),
@@ -236,7 +246,7 @@ pub fn read(
         head_dim_v,
         n_embd,
         n_ff,
-        n_expert: keys.u64("expert_count").unwrap_or(0) as u32,
+        n_expert: n_expert.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
         n_expert_used: keys.u64("expert_used_count").unwrap_or(0) as u32,
         n_vocab,
         n_ctx_train: keys.u64("context_length"),
@@ -248,4 +258,163 @@ pub fn read(
         final_logit_softcapping: keys.f64("final_logit_softcapping"),
         derived,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::synthetic::SyntheticModel;
+    use crate::gguf::{Array, GgmlType, GgufFile, GgufWriter};
+
+    /// A model of `arch` with the given metadata and F32 tensors.
+    fn model(arch: &str, meta: Vec<(&str, Value)>, tensors: &[(&str, &[u64])]) -> GgufModel {
+        let mut w = GgufWriter::new();
+        w.metadata("general.architecture", arch);
+        for (k, v) in meta {
+            w.metadata(k, v);
+        }
+        for (name, dims) in tensors {
+            let n: u64 = dims.iter().product();
+            w.tensor(*name, GgmlType::F32, dims, vec![0; n as usize * 4])
+                .unwrap();
+        }
+        let file = GgufFile::from_bytes("test.gguf", w.to_bytes()).unwrap();
+        GgufModel::from_file(file)
+    }
+
+    #[test]
+    fn gqa_heads_come_from_the_keys_and_head_dims_from_the_width() {
+        let m = SyntheticModel {
+            n_head: 8,
+            n_head_kv: 2,
+            n_embd: 128,
+            ..SyntheticModel::default()
+        };
+        let file = GgufFile::from_bytes("gqa.gguf", m.writer().to_bytes()).unwrap();
+        let h = read(&GgufModel::from_file(file), "llama", 2).unwrap();
+        assert_eq!(h.n_layer, 2);
+        assert_eq!(
+            (h.n_head.clone(), h.n_head_kv.clone()),
+            (vec![8, 8], vec![2, 2])
+        );
+        assert_eq!(h.gqa_group(1), 4);
+        assert_eq!(
+            (h.uniform_heads(), h.uniform_kv_heads()),
+            (Some(8), Some(2))
+        );
+        // The synthetic file has no key_length/value_length: 128 / 8 heads.
+        assert_eq!((h.head_dim_k, h.head_dim_v), (16, 16));
+        assert_eq!(
+            h.derived,
+            vec!["attention.key_length", "attention.value_length"]
+        );
+        assert_eq!((h.n_embd, h.n_vocab), (128, m.n_vocab()));
+        assert_eq!(h.uniform_ff(), Some(128));
+        assert_eq!(h.norm_rms_eps, Some(f64::from(1e-5f32)));
+        assert_eq!(h.rope.dimension_count, Some(16));
+    }
+
+    #[test]
+    fn per_layer_head_counts_stay_per_layer() {
+        // A hybrid: layer 1 has no attention (0 KV heads), as Jamba writes.
+        let m = model(
+            "hybrid",
+            vec![
+                ("hybrid.block_count", Value::U32(3)),
+                ("hybrid.embedding_length", Value::U32(64)),
+                (
+                    "hybrid.attention.head_count",
+                    Array::I32(vec![4, 4, 8]).into(),
+                ),
+                (
+                    "hybrid.attention.head_count_kv",
+                    Array::U32(vec![2, 0, 8]).into(),
+                ),
+                ("hybrid.attention.key_length", Value::U32(32)),
+                (
+                    "hybrid.feed_forward_length",
+                    Array::U64(vec![96, 128, 96]).into(),
+                ),
+            ],
+            &[],
+        );
+        let h = read(&m, "hybrid", 0).unwrap();
+        assert_eq!(h.n_head, vec![4, 4, 8]);
+        assert_eq!(h.n_head_kv, vec![2, 0, 8]);
+        assert_eq!(h.uniform_heads(), None);
+        assert_eq!((h.gqa_group(0), h.gqa_group(1), h.gqa_group(2)), (2, 1, 1));
+        assert_eq!(h.n_ff, vec![96, 128, 96]);
+        // The first layer with heads sets the derived value width.
+        assert_eq!((h.head_dim_k, h.head_dim_v), (32, 16));
+    }
+
+    #[test]
+    fn per_layer_arrays_of_the_wrong_length_are_refused() {
+        let m = model(
+            "x",
+            vec![
+                ("x.block_count", Value::U32(3)),
+                ("x.attention.head_count", Array::U32(vec![4, 4]).into()),
+            ],
+            &[],
+        );
+        let err = read(&m, "x", 0).unwrap_err().to_string();
+        assert_eq!(err, "x.attention.head_count has 2 entries for 3 layers");
+        let m = model("x", vec![("x.block_count", Value::U64(1 << 40))], &[]);
+        assert!(read(&m, "x", 0).is_err());
+    }
+
+    #[test]
+    fn missing_keys_are_derived_from_tensor_shapes() {
+        let m = model(
+            "mystery",
+            vec![("mystery.attention.head_count", Value::U32(6))],
+            &[
+                ("token_embd.weight", &[48, 100]),
+                ("blk.0.ffn_up.weight", &[48, 96]),
+                ("blk.1.ffn_up.weight", &[48, 80]),
+            ],
+        );
+        // Two blocks named in the tensors, no block_count key.
+        let h = read(&m, "mystery", 2).unwrap();
+        assert_eq!(h.n_layer, 2);
+        assert_eq!(h.n_embd, 48);
+        assert_eq!(h.n_ff, vec![96, 80]);
+        assert_eq!(h.n_vocab, 100);
+        assert_eq!(h.head_dim_k, 8);
+        for key in [
+            "block_count",
+            "embedding_length",
+            "feed_forward_length",
+            "vocab_size",
+        ] {
+            assert!(h.derived.contains(&key), "{key} in {:?}", h.derived);
+        }
+        // A scalar token embedding has no width to derive from.
+        let m = model("odd", vec![], &[("token_embd.weight", &[])]);
+        let h = read(&m, "odd", 0).unwrap();
+        assert_eq!((h.n_embd, h.n_vocab), (0, 0));
+    }
+
+    #[test]
+    fn experts_come_from_keys_or_from_the_router_and_expert_tensors() {
+        let tensors: &[(&str, &[u64])] = &[
+            ("blk.0.ffn_gate_inp.weight", &[32, 8]),
+            ("blk.0.ffn_up_exps.weight", &[32, 24, 8]),
+        ];
+        let keys = vec![
+            ("moe.block_count", Value::U32(1)),
+            ("moe.expert_count", Value::U32(8)),
+            ("moe.expert_used_count", Value::U32(2)),
+        ];
+        let h = read(&model("moe", keys, tensors), "moe", 1).unwrap();
+        assert_eq!((h.n_expert, h.n_expert_used), (8, 2));
+        assert_eq!(h.n_ff, vec![24]);
+        assert!(!h.derived.contains(&"expert_count"));
+
+        let keys = vec![("moe.block_count", Value::U32(1))];
+        let h = read(&model("moe", keys, tensors), "moe", 1).unwrap();
+        assert_eq!(h.n_expert, 8);
+        assert!(h.derived.contains(&"expert_count"));
+    }
 }

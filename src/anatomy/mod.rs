@@ -243,3 +243,212 @@ impl Anatomy {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::synthetic::SyntheticModel;
+    use crate::gguf::{GgufFile, GgufWriter};
+
+    fn anatomy_of(w: &GgufWriter, file_name: &str) -> Anatomy {
+        let file = GgufFile::from_bytes(file_name, w.to_bytes()).unwrap();
+        Anatomy::from_model(&GgufModel::from_file(file)).unwrap()
+    }
+
+    /// A model of `arch` with only the given F32 tensors (and a block count).
+    fn with_tensors(arch: &str, n_layer: u32, tensors: &[(&str, &[u64])]) -> GgufWriter {
+        let mut w = GgufWriter::new();
+        w.metadata("general.architecture", arch)
+            .metadata(format!("{arch}.block_count"), n_layer);
+        for (name, dims) in tensors {
+            let n: u64 = dims.iter().product();
+            w.tensor(*name, GgmlType::F32, dims, vec![0; n as usize * 4])
+                .unwrap();
+        }
+        w
+    }
+
+    fn role_of(a: &Anatomy, name: &str) -> (TensorRole, Option<u32>) {
+        let t = a.tensors.iter().find(|t| t.name == name).unwrap();
+        (t.role, t.layer)
+    }
+
+    #[test]
+    fn synthetic_llama_has_gqa_roles_and_exact_accounting() {
+        let m = SyntheticModel::default();
+        let a = anatomy_of(&m.writer(), "synthetic.gguf");
+        assert_eq!(a.architecture, "llama");
+        assert_eq!(a.name, "ggviz synthetic llama");
+        assert_eq!(a.hparams.gqa_group(0), 2);
+        assert!(!a.tied_embeddings);
+        assert_eq!(a.tokenizer.tokens as u64, m.n_vocab());
+        assert_eq!(a.tokenizer.bos_token_id, Some(1));
+        for l in 0..2 {
+            assert_eq!(a.layer_tensors(l).count(), 9);
+        }
+        assert_eq!(
+            role_of(&a, "blk.1.attn_k.weight"),
+            (TensorRole::AttnK, Some(1))
+        );
+        assert_eq!(role_of(&a, "output.weight"), (TensorRole::Output, None));
+        // Every tensor is counted once: in a layer or in the global share.
+        let acc = &a.accounting;
+        let in_layers: usize = acc.by_layer.iter().map(|l| l.tensors).sum();
+        assert_eq!(in_layers + acc.global.tensors, a.tensors.len());
+        let bytes: u64 = acc.by_layer.iter().map(|l| l.bytes).sum::<u64>() + acc.global.bytes;
+        assert_eq!(bytes, acc.tensor_bytes);
+        let share: f64 = acc.by_type.iter().map(|t| t.share_of_bytes).sum();
+        assert!((share - 1.0).abs() < 1e-12);
+        // Q8_0 attention, Q4_0/Q4_1 FFN, F16 embedding, F32 norms.
+        let types = a.quant_types();
+        for t in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::F16,
+        ] {
+            assert!(types.contains(&t), "{t} in {types:?}");
+        }
+        let q4_1: u64 = a
+            .tensors
+            .iter()
+            .filter(|t| t.ggml_type == GgmlType::Q4_1)
+            .map(|t| t.params)
+            .sum();
+        let share = acc.by_type.iter().find(|s| s.ggml_type == GgmlType::Q4_1);
+        assert_eq!(share.map(|s| s.bytes), Some(q4_1 / 32 * 20));
+    }
+
+    #[test]
+    fn no_output_weight_means_tied_embeddings() {
+        let m = SyntheticModel {
+            tied_embeddings: true,
+            ..SyntheticModel::default()
+        };
+        let a = anatomy_of(&m.writer(), "tied.gguf");
+        assert!(a.tied_embeddings);
+        assert!(a.tensors.iter().all(|t| t.role != TensorRole::Output));
+    }
+
+    #[test]
+    fn gemma_style_norms_and_qk_norms_get_their_roles() {
+        let e: &[u64] = &[32];
+        let w = with_tensors(
+            "gemma3",
+            1,
+            &[
+                ("token_embd.weight", &[32, 16]),
+                ("blk.0.attn_norm.weight", e),
+                ("blk.0.attn_q_norm.weight", &[8]),
+                ("blk.0.attn_k_norm.weight", &[8]),
+                ("blk.0.post_attention_norm.weight", e),
+                ("blk.0.ffn_norm.weight", e),
+                ("blk.0.post_ffw_norm.weight", e),
+                ("output_norm.weight", e),
+            ],
+        );
+        let a = anatomy_of(&w, "gemma.gguf");
+        let expect = [
+            ("blk.0.attn_q_norm.weight", TensorRole::AttnQNorm),
+            ("blk.0.attn_k_norm.weight", TensorRole::AttnKNorm),
+            ("blk.0.post_attention_norm.weight", TensorRole::AttnPostNorm),
+            ("blk.0.post_ffw_norm.weight", TensorRole::FfnPostNorm),
+            ("output_norm.weight", TensorRole::OutputNorm),
+        ];
+        for (name, role) in expect {
+            assert_eq!(role_of(&a, name).0, role, "{name}");
+            assert_eq!(role.group(), RoleGroup::Norm);
+        }
+        assert!(a.tied_embeddings);
+        // No name in the file: the file name stands in.
+        assert_eq!(a.name, "gemma");
+    }
+
+    #[test]
+    fn moe_experts_routers_and_shared_experts_get_their_roles() {
+        let w = with_tensors(
+            "qwen2moe",
+            1,
+            &[
+                ("blk.0.ffn_gate_inp.weight", &[32, 4]),
+                ("blk.0.ffn_gate_exps.weight", &[32, 16, 4]),
+                ("blk.0.ffn_up_exps.weight", &[32, 16, 4]),
+                ("blk.0.ffn_down_exps.weight", &[16, 32, 4]),
+                ("blk.0.ffn_gate_shexp.weight", &[32, 16]),
+                ("blk.0.ffn_up_shexp.weight", &[32, 16]),
+                ("blk.0.ffn_down_shexp.weight", &[16, 32]),
+                // Older Mixtral files: one tensor per expert.
+                ("blk.0.ffn_gate.3.weight", &[32, 16]),
+            ],
+        );
+        let a = anatomy_of(&w, "moe.gguf");
+        assert_eq!(a.hparams.n_expert, 4);
+        assert_eq!(a.hparams.uniform_ff(), Some(16));
+        let expect = [
+            ("blk.0.ffn_gate_inp.weight", TensorRole::FfnRouter),
+            ("blk.0.ffn_gate_exps.weight", TensorRole::FfnGateExperts),
+            ("blk.0.ffn_up_exps.weight", TensorRole::FfnUpExperts),
+            ("blk.0.ffn_down_exps.weight", TensorRole::FfnDownExperts),
+            ("blk.0.ffn_gate_shexp.weight", TensorRole::FfnGateShared),
+            ("blk.0.ffn_up_shexp.weight", TensorRole::FfnUpShared),
+            ("blk.0.ffn_down_shexp.weight", TensorRole::FfnDownShared),
+            ("blk.0.ffn_gate.3.weight", TensorRole::FfnGateExperts),
+        ];
+        for (name, role) in expect {
+            assert_eq!(role_of(&a, name), (role, Some(0)), "{name}");
+        }
+        let per_expert = a.tensors.iter().find(|t| t.expert.is_some()).unwrap();
+        assert_eq!(per_expert.expert, Some(3));
+        let experts = a
+            .accounting
+            .by_role
+            .iter()
+            .find(|r| r.role == TensorRole::FfnGateExperts)
+            .unwrap();
+        assert_eq!(
+            (experts.tensors, experts.params),
+            (2, 32 * 16 * 4 + 32 * 16)
+        );
+    }
+
+    #[test]
+    fn unknown_tensors_are_kept_never_dropped() {
+        let w = with_tensors(
+            "mamba",
+            1,
+            &[
+                ("blk.0.ssm_conv1d.weight", &[4, 32]),
+                ("blk.0.ssm_a", &[16, 32]),
+                ("enc.blk.0.attn_k.weight", &[32, 32]),
+                // A block beyond block_count: still listed, counted globally.
+                ("blk.7.ffn_up.weight", &[32, 8]),
+                ("mystery", &[3]),
+            ],
+        );
+        let a = anatomy_of(&w, "mamba.gguf");
+        assert_eq!(a.tensors.len(), 5);
+        let conv = a.tensors.iter().find(|t| t.name.contains("conv")).unwrap();
+        assert_eq!(
+            (conv.role, conv.base.as_str()),
+            (TensorRole::Other, "ssm_conv1d")
+        );
+        assert_eq!(role_of(&a, "blk.0.ssm_a"), (TensorRole::Other, Some(0)));
+        assert_eq!(role_of(&a, "enc.blk.0.attn_k.weight").0, TensorRole::AttnK);
+        assert_eq!(role_of(&a, "mystery"), (TensorRole::Other, None));
+        let acc = &a.accounting;
+        assert_eq!(acc.by_layer.len(), 1);
+        assert_eq!(acc.by_layer[0].tensors, 3);
+        assert_eq!(acc.global.tensors, 2);
+        assert_eq!(acc.total_params, 4 * 32 + 16 * 32 + 32 * 32 + 32 * 8 + 3);
+    }
+
+    #[test]
+    fn a_model_without_an_architecture_is_refused() {
+        let file = GgufFile::from_bytes("none.gguf", GgufWriter::new().to_bytes()).unwrap();
+        let err = Anatomy::from_model(&GgufModel::from_file(file)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metadata key `general.architecture` is missing"
+        );
+    }
+}

@@ -25,7 +25,12 @@ pub enum GgufError {
     #[error("{path}: {field} at byte offset {offset}: {kind}")]
     Format {
         path: PathBuf,
+        /// The field at fault, e.g. ``metadata `general.name` length`` or
+        /// ``tensor `output.weight`.offset``.
         field: String,
+        /// Where that field starts in the file (for a truncated read, where
+        /// the read started; a bad data range is reported at its tensor's
+        /// `offset` field and carries the range in `kind`).
         offset: u64,
         kind: FormatError,
     },
@@ -74,6 +79,11 @@ pub enum FormatError {
     TooLong { len: u64, limit: u64 },
     #[error("declared count {count} cannot fit in the {available} bytes left")]
     CountTooLarge { count: u64, available: u64 },
+    #[error(
+        "reading this would take {needed} bytes of memory, more than the {left} bytes the \
+         file's size allows"
+    )]
+    OverBudget { needed: u64, left: u64 },
     #[error("string is not valid UTF-8 (first bad byte at string offset {valid_up_to})")]
     InvalidUtf8 { valid_up_to: usize },
     #[error("unknown metadata value type {type_id}")]

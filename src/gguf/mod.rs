@@ -5,6 +5,7 @@
 //! malformed ones.
 
 pub mod error;
+mod parse;
 pub mod reader;
 pub mod split;
 pub mod synthetic;

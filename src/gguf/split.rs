@@ -58,7 +58,7 @@ impl GgufModel {
         let declared = first.get(KEY_SPLIT_COUNT).and_then(Value::as_u64);
         let count = match declared {
             Some(n) if n > 1 => n,
-            _ => return Self::from_shards(vec![first]),
+            _ => return Ok(Self::from_file(first)),
         };
         let split_err = |reason: String| GgufError::Split {
             path: path.to_path_buf(),
@@ -112,6 +112,23 @@ impl GgufModel {
             )));
         }
         Ok(model)
+    }
+
+    /// A model of one file, already opened or parsed from bytes; split
+    /// keys in it are not followed.
+    pub fn from_file(file: GgufFile) -> GgufModel {
+        // The reader refuses duplicate names, so the index is complete.
+        let index = file
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        GgufModel {
+            tensors: file.tensors.clone(),
+            shards: vec![file],
+            index,
+        }
     }
 
     fn from_shards(shards: Vec<GgufFile>) -> Result<GgufModel, GgufError> {
@@ -221,6 +238,21 @@ mod tests {
             .unwrap();
         }
         split_path(&dir.join("x"), "m", 2, u64::from(count))
+    }
+
+    #[test]
+    fn a_file_parsed_from_bytes_is_a_model() {
+        let mut w = GgufWriter::new();
+        w.metadata("general.architecture", "llama")
+            .metadata(KEY_SPLIT_COUNT, 3u16);
+        w.tensor("a", GgmlType::F32, &[4], vec![0; 16]).unwrap();
+        w.tensor("b", GgmlType::F32, &[8], vec![0; 32]).unwrap();
+        let file = GgufFile::from_bytes("mem.gguf", w.to_bytes()).unwrap();
+        let m = GgufModel::from_file(file);
+        assert_eq!(m.shards().len(), 1);
+        assert_eq!(m.tensor("b").unwrap().n_bytes, 32);
+        assert_eq!(m.tensors().len(), 2);
+        assert_eq!(m.path(), Path::new("mem.gguf"));
     }
 
     #[test]
