@@ -4,6 +4,7 @@
 //! [`anatomy`] describes the architecture it contains, and later stages
 //! build the graph, capture inference and render the site.
 
+pub mod analysis;
 pub mod anatomy;
 pub mod gguf;
 pub mod inspect;

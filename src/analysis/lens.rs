@@ -1,0 +1,204 @@
+//! The logit lens: what each layer would predict if it were the last.
+//!
+//! A layer's hidden state goes through the model's own output norm and
+//! output head (and final soft-capping where the architecture has it),
+//! exactly as the last layer's does in llama.cpp's graph (`result_norm`,
+//! `result_output`). Applied to the last layer this reproduces the model's
+//! logits, which the tests check; applied to earlier layers it shows how the
+//! prediction forms (nostalgebraist, "interpreting GPT: the logit lens", 2020).
+
+use serde::Serialize;
+
+/// How the output norm normalises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// x / sqrt(mean(x²) + eps) · w (llama, qwen, gemma, ...).
+    Rms,
+    /// (x − mean) / sqrt(var + eps) · w + b (gpt2, phi2, ...).
+    Layer,
+}
+
+/// The model's output norm and head, dequantized to f32.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputHead<'a> {
+    /// Output head, `n_vocab` rows of `n_embd` (GGUF `[n_embd, n_vocab]`).
+    pub weight: &'a [f32],
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub norm_weight: &'a [f32],
+    pub norm_bias: Option<&'a [f32]>,
+    pub norm: NormKind,
+    pub eps: f32,
+    /// Gemma 2's `final_logit_softcapping`: logits = c · tanh(logits / c).
+    pub softcap: Option<f32>,
+}
+
+/// Tokens kept per lens cell.
+pub const TOP_K: usize = 5;
+
+/// The lens at one layer and position.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LensCell {
+    /// The most probable tokens with their probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+    /// Rank (0 = top) of the model's final prediction at this position.
+    pub target_rank: u32,
+    /// Probability of the model's final prediction.
+    pub target_prob: f32,
+}
+
+/// Rows per matrix product: bounds the logits buffer to rows × vocab floats.
+const CHUNK: usize = 32;
+
+impl OutputHead<'_> {
+    /// Normalises one hidden state as the output norm does.
+    pub fn normalise(&self, x: &[f32], out: &mut [f32]) {
+        let n = x.len() as f32;
+        let (mean, var) = match self.norm {
+            NormKind::Rms => (0.0, x.iter().map(|v| v * v).sum::<f32>() / n),
+            NormKind::Layer => {
+                let m = x.iter().sum::<f32>() / n;
+                (m, x.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / n)
+            }
+        };
+        let scale = 1.0 / (var + self.eps).sqrt();
+        for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
+            *o = (v - mean) * scale * self.norm_weight[i] + self.norm_bias.map_or(0.0, |b| b[i]);
+        }
+    }
+
+    /// Logits for `rows` hidden states (`rows × n_embd`), written to `out`
+    /// (`rows × n_vocab`).
+    pub fn logits(&self, hidden: &[f32], out: &mut [f32]) {
+        let rows = hidden.len() / self.n_embd;
+        let mut normed = vec![0f32; hidden.len()];
+        for r in 0..rows {
+            let span = r * self.n_embd..(r + 1) * self.n_embd;
+            self.normalise(&hidden[span.clone()], &mut normed[span]);
+        }
+        let (e, v) = (self.n_embd, self.n_vocab);
+        // SAFETY: the pointers and strides describe `normed` (rows × e,
+        // row-major), `weight` read transposed (e × v, element (k, j) at
+        // j·e + k) and `out` (rows × v): all in bounds, as asserted here.
+        assert!(self.weight.len() >= v * e && out.len() >= rows * v);
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                e,
+                v,
+                1.0,
+                normed.as_ptr(),
+                e as isize,
+                1,
+                self.weight.as_ptr(),
+                1,
+                e as isize,
+                0.0,
+                out.as_mut_ptr(),
+                v as isize,
+                1,
+            );
+        }
+        if let Some(c) = self.softcap {
+            out[..rows * v]
+                .iter_mut()
+                .for_each(|l| *l = c * (*l / c).tanh());
+        }
+    }
+
+    /// The lens for each row of `hidden`, with `targets[r]` the token whose
+    /// rank and probability are reported.
+    pub fn lens(&self, hidden: &[f32], targets: &[u32]) -> Vec<LensCell> {
+        let rows = hidden.len() / self.n_embd;
+        let mut cells = Vec::with_capacity(rows);
+        let mut logits = vec![0f32; CHUNK * self.n_vocab];
+        for start in (0..rows).step_by(CHUNK) {
+            let end = (start + CHUNK).min(rows);
+            self.logits(&hidden[start * self.n_embd..end * self.n_embd], &mut logits);
+            for r in start..end {
+                let row = &logits[(r - start) * self.n_vocab..(r - start + 1) * self.n_vocab];
+                cells.push(cell(row, targets.get(r).copied().unwrap_or(0)));
+            }
+        }
+        cells
+    }
+}
+
+/// Softmax statistics of one row of logits.
+fn cell(logits: &[f32], target: u32) -> LensCell {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let prob = |l: f32| (l - max).exp() / sum;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(TOP_K + 1);
+    for (id, &l) in logits.iter().enumerate() {
+        if top.len() < TOP_K || l > top[top.len() - 1].1 {
+            let at = top.partition_point(|&(_, t)| t >= l);
+            top.insert(at, (id as u32, l));
+            top.truncate(TOP_K);
+        }
+    }
+    let t = logits
+        .get(target as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    LensCell {
+        top: top.into_iter().map(|(id, l)| (id, prob(l))).collect(),
+        target_rank: logits.iter().filter(|&&l| l > t).count() as u32,
+        target_prob: prob(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lens_matches_a_direct_computation() {
+        // Vocabulary of 3, embedding of 2; RMS norm with unit weights.
+        let weight = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let head = OutputHead {
+            weight: &weight,
+            n_vocab: 3,
+            n_embd: 2,
+            norm_weight: &[1.0, 1.0],
+            norm_bias: None,
+            norm: NormKind::Rms,
+            eps: 0.0,
+            softcap: None,
+        };
+        let hidden = [3.0f32, 0.0, 0.0, -2.0];
+        let mut out = [0f32; 6];
+        head.logits(&hidden, &mut out);
+        let r = 2f32.sqrt();
+        let expect = [r, 0.0, r, 0.0, -r, -r];
+        for (a, b) in out.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-5, "{out:?}");
+        }
+        let cells = head.lens(&hidden, &[1, 0]);
+        assert_eq!(cells[0].target_rank, 2);
+        assert_eq!(cells[0].top.len(), 3);
+        assert!(cells[0].top[0].1 >= cells[0].top[1].1);
+        let total: f32 = cells[0].top.iter().map(|t| t.1).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        assert_eq!(cells[1].top[0].0, 0);
+        assert_eq!(cells[1].target_rank, 0);
+    }
+
+    #[test]
+    fn softcap_bounds_logits() {
+        let weight = [100.0f32];
+        let head = OutputHead {
+            weight: &weight,
+            n_vocab: 1,
+            n_embd: 1,
+            norm_weight: &[1.0],
+            norm_bias: None,
+            norm: NormKind::Rms,
+            eps: 0.0,
+            softcap: Some(30.0),
+        };
+        let mut out = [0f32];
+        head.logits(&[1.0], &mut out);
+        assert!((out[0] - 30.0 * (100.0f32 / 30.0).tanh()).abs() < 1e-4);
+    }
+}
