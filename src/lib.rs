@@ -1,10 +1,17 @@
 //! ggviz turns GGUF model files into self-contained, offline dashboards.
 //!
 //! The stages run in one direction: [`gguf`] reads and validates the file,
-//! [`anatomy`] describes the architecture it contains, and later stages
-//! build the graph, capture inference and render the site.
+//! [`anatomy`] describes the architecture it contains, [`graph`] turns it
+//! into the graph of what the model computes, [`engine`] runs it through
+//! llama.cpp and captures what it computes, [`report`] gathers everything a
+//! page shows, and [`site`] renders the offline site.
 
 pub mod analysis;
 pub mod anatomy;
+pub mod engine;
 pub mod gguf;
+pub mod graph;
 pub mod inspect;
+pub mod report;
+pub mod run;
+pub mod site;

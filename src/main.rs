@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use ggviz::anatomy::Anatomy;
+use ggviz::engine::device::parse_supported;
+use ggviz::engine::{CaptureOptions, DEFAULT_MAX_TOKENS, Device, HeadCapture, SessionOptions};
 use ggviz::gguf::GgufModel;
-use ggviz::inspect;
+use ggviz::{inspect, run};
 
 /// Turn GGUF model files into self-contained, offline dashboards.
 #[derive(Debug, Parser)]
@@ -25,8 +27,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build the offline site: one self-contained page per model, an index, content pages.
+    Build(BuildArgs),
     /// Summarise a GGUF file: architecture, sizes, quantization mix, tensors.
     Inspect(InspectArgs),
+    /// Run a prompt through the model with llama.cpp, capturing attention,
+    /// hidden states and head contributions; print the tokens, the most
+    /// probable next tokens and the timing.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// GGUF files (any shard of a split model); one page each.
+    #[arg(required = true, value_name = "MODEL")]
+    models: Vec<PathBuf>,
+    /// The site folder; replaced as a whole, only when the build succeeds.
+    #[arg(short, long, default_value = "site")]
+    out: PathBuf,
+    /// A folder whose files override the default theme's, path by path
+    /// (templates/, css/, js/core/, js/views/).
+    #[arg(long, value_name = "DIR")]
+    theme: Option<PathBuf>,
+    /// A folder of markdown pages that add to or replace the default content.
+    #[arg(long, value_name = "DIR")]
+    content: Option<PathBuf>,
+    /// The site title shown on the index.
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// Skip running the model. Builds are structure-only for now, since the
+    /// inference engine is not part of ggviz yet, so this changes nothing today.
+    #[arg(long)]
+    no_inference: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +74,53 @@ struct InspectArgs {
     /// List every metadata key (long arrays summarised).
     #[arg(long)]
     metadata: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The GGUF model file.
+    model: PathBuf,
+    /// The prompt, tokenized exactly as llama.cpp does (BOS added when the
+    /// model asks for it, special-token text such as <|im_start|> parsed).
+    #[arg(short, long)]
+    prompt: String,
+    /// Candidate next tokens to show per position.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    top_k: u32,
+    /// Print stable JSON instead of text (documented in the README).
+    #[arg(long)]
+    json: bool,
+    /// Show the candidates after every position, not only the last.
+    #[arg(long)]
+    all_positions: bool,
+    /// Where the model runs: cpu, or cuda:N with a build that has the
+    /// `cuda` feature.
+    #[arg(long, default_value = "cpu", value_parser = parse_supported)]
+    device: Device,
+    /// Layers to offload to the GPU (default: all; needs --device cuda:N).
+    #[arg(long)]
+    gpu_layers: Option<u32>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Refuse prompts longer than this many tokens (the trace grows with the
+    /// square of the length).
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    max_tokens: usize,
+    /// How per-head contributions to the residual stream are kept.
+    #[arg(long, value_enum, default_value_t = HeadsArg::Norms)]
+    heads: HeadsArg,
+}
+
+/// `--heads` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HeadsArg {
+    /// One norm per layer, head and token.
+    Norms,
+    /// Full vectors (n_embd floats per layer, head and token).
+    Full,
+    /// Not computed.
+    Off,
 }
 
 fn init_logging(verbose: u8) {
@@ -79,11 +158,82 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
+    let opts = ggviz::site::BuildOptions {
+        models: args.models.clone(),
+        out: args.out.clone(),
+        theme: args.theme.clone(),
+        content: args.content.clone(),
+        title: args.title.clone(),
+    };
+    let summary = ggviz::site::build(&opts)
+        .with_context(|| format!("cannot build the site in {}", args.out.display()))?;
+    let mut stderr = std::io::stderr().lock();
+    if !args.no_inference {
+        writeln!(
+            stderr,
+            "note: structure only; the inference engine is not part of ggviz yet"
+        )?;
+    }
+    for page in &summary.models {
+        writeln!(
+            stderr,
+            "  {} ({})",
+            page.path,
+            inspect::human_bytes(page.bytes as u64)
+        )?;
+    }
+    writeln!(
+        stderr,
+        "wrote {} with {} model page(s) and {} other page(s) in {:.2} s",
+        summary.out.display(),
+        summary.models.len(),
+        summary.other.len(),
+        summary.elapsed.as_secs_f64()
+    )?;
+    Ok(())
+}
+
+fn run_run(args: &RunArgs) -> anyhow::Result<()> {
+    let options = run::RunOptions {
+        prompt: args.prompt.clone(),
+        top_k: args.top_k as usize,
+        all_positions: args.all_positions,
+        session: SessionOptions {
+            device: args.device,
+            gpu_layers: args.gpu_layers,
+            threads: args.threads.unwrap_or(0),
+            max_tokens: args.max_tokens,
+        },
+        capture: CaptureOptions {
+            heads: match args.heads {
+                HeadsArg::Norms => HeadCapture::Norms,
+                HeadsArg::Full => HeadCapture::Full,
+                HeadsArg::Off => HeadCapture::Off,
+            },
+            ..CaptureOptions::default()
+        },
+    };
+    let report = run::run(&args.model, &options)
+        .with_context(|| format!("cannot run {}", args.model.display()))?;
+    let out = if args.json {
+        run::to_json(&report)? + "\n"
+    } else {
+        run::to_text(&report)
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
+        Command::Build(args) => run_build(args),
         Command::Inspect(args) => run_inspect(args),
+        Command::Run(args) => run_run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,8 @@
 //! logits, which the tests check; applied to earlier layers it shows how the
 //! prediction forms (nostalgebraist, "interpreting GPT: the logit lens", 2020).
 
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use serde::Serialize;
 
 /// How the output norm normalises.
@@ -70,39 +72,24 @@ impl OutputHead<'_> {
     /// Logits for `rows` hidden states (`rows × n_embd`), written to `out`
     /// (`rows × n_vocab`).
     pub fn logits(&self, hidden: &[f32], out: &mut [f32]) {
-        let rows = hidden.len() / self.n_embd;
-        let mut normed = vec![0f32; hidden.len()];
-        for r in 0..rows {
-            let span = r * self.n_embd..(r + 1) * self.n_embd;
-            self.normalise(&hidden[span.clone()], &mut normed[span]);
-        }
         let (e, v) = (self.n_embd, self.n_vocab);
-        // SAFETY: the pointers and strides describe `normed` (rows × e,
-        // row-major), `weight` read transposed (e × v, element (k, j) at
-        // j·e + k) and `out` (rows × v): all in bounds, as asserted here.
-        assert!(self.weight.len() >= v * e && out.len() >= rows * v);
-        unsafe {
-            matrixmultiply::sgemm(
-                rows,
-                e,
-                v,
-                1.0,
-                normed.as_ptr(),
-                e as isize,
-                1,
-                self.weight.as_ptr(),
-                1,
-                e as isize,
-                0.0,
-                out.as_mut_ptr(),
-                v as isize,
-                1,
-            );
+        let rows = hidden.len() / e;
+        let mut normed = Array2::<f32>::zeros((rows, e));
+        for (r, mut row) in normed.rows_mut().into_iter().enumerate() {
+            if let Some(dst) = row.as_slice_mut() {
+                self.normalise(&hidden[r * e..(r + 1) * e], dst);
+            }
         }
+        let (Ok(weight), Ok(mut logits)) = (
+            ArrayView2::from_shape((v, e), &self.weight[..v * e]),
+            ArrayViewMut2::from_shape((rows, v), &mut out[..rows * v]),
+        ) else {
+            return;
+        };
+        // One product per chunk (ndarray hands it to matrixmultiply's sgemm).
+        general_mat_mul(1.0, &normed, &weight.t(), 0.0, &mut logits);
         if let Some(c) = self.softcap {
-            out[..rows * v]
-                .iter_mut()
-                .for_each(|l| *l = c * (*l / c).tanh());
+            logits.mapv_inplace(|l| c * (l / c).tanh());
         }
     }
 

@@ -25,7 +25,8 @@ pub struct SyntheticModel {
     pub n_head_kv: u32,
     pub n_embd: u64,
     pub n_ff: u64,
-    /// Word pieces added after the control and byte tokens.
+    /// Words added after the control and byte tokens (with the prefixes
+    /// SentencePiece needs to reach them; see [`SyntheticModel::word_pieces`]).
     pub extra_tokens: Vec<String>,
     /// Leave out `output.weight`, so the head reuses the embedding.
     pub tied_embeddings: bool,
@@ -164,7 +165,26 @@ pub fn encode(values: &[f32], ggml_type: GgmlType) -> Vec<u8> {
 impl SyntheticModel {
     /// Number of tokens in the vocabulary.
     pub fn n_vocab(&self) -> u64 {
-        3 + 256 + self.extra_tokens.len() as u64
+        3 + 256 + self.word_pieces().len() as u64
+    }
+
+    /// The normal (non-control, non-byte) pieces: `▁`, then each extra
+    /// token's prefixes of two characters or more, then the token itself.
+    /// SentencePiece tokenization (llama.cpp's `llm_tokenizer_spm`) builds a
+    /// word by merging adjacent pieces, and only into pieces the vocabulary
+    /// has, so `▁the` is reachable only through `▁t` and `▁th`; without them
+    /// every word falls back to bytes.
+    pub fn word_pieces(&self) -> Vec<String> {
+        let mut pieces = vec!["▁".to_string()];
+        for token in &self.extra_tokens {
+            let ends = token.char_indices().map(|(i, _)| i).skip(2);
+            for prefix in ends.map(|i| &token[..i]).chain([token.as_str()]) {
+                if !pieces.iter().any(|p| p == prefix) {
+                    pieces.push(prefix.to_string());
+                }
+            }
+        }
+        pieces
     }
 
     /// The model as a writer, ready to write or to turn into bytes.
@@ -245,7 +265,7 @@ impl SyntheticModel {
     }
 
     /// A SentencePiece vocabulary: `<unk>`, `<s>`, `</s>`, the 256 byte
-    /// tokens, then the extra word pieces (llama.cpp's `LLAMA_VOCAB_TYPE_SPM`).
+    /// tokens, then the word pieces (llama.cpp's `LLAMA_VOCAB_TYPE_SPM`).
     fn tokenizer(&self, w: &mut GgufWriter) {
         let mut tokens = StringArray::default();
         let mut types = Vec::new();
@@ -260,7 +280,7 @@ impl SyntheticModel {
             types.push(6);
             scores.push(0f32);
         }
-        for (i, t) in self.extra_tokens.iter().enumerate() {
+        for (i, t) in self.word_pieces().iter().enumerate() {
             tokens.push(t);
             types.push(1);
             scores.push(-(i as f32));
@@ -288,6 +308,16 @@ mod tests {
         assert_eq!(f.tensors.len(), 1 + 9 * 2 + 2);
         let types: std::collections::BTreeSet<_> = f.tensors.iter().map(|t| t.ggml_type).collect();
         assert!(types.len() >= 4, "{types:?}");
+    }
+
+    #[test]
+    fn word_pieces_include_every_prefix_once() {
+        let m = SyntheticModel {
+            extra_tokens: vec!["▁the".into(), "▁to".into()],
+            ..SyntheticModel::default()
+        };
+        assert_eq!(m.word_pieces(), ["▁", "▁t", "▁th", "▁the", "▁to"]);
+        assert_eq!(m.n_vocab(), 3 + 256 + 5);
     }
 
     #[test]

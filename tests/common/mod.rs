@@ -19,3 +19,13 @@ pub fn smollm2() -> PathBuf {
     );
     p
 }
+
+/// Threads for engine tests: `GGVIZ_TEST_THREADS`, else 2 (the CI machine's
+/// cores; the engine tests of one binary share one model and run one at a
+/// time).
+pub fn test_threads() -> usize {
+    std::env::var("GGVIZ_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+}

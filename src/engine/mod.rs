@@ -1,0 +1,37 @@
+//! Running a model through llama.cpp and capturing what it computes.
+//!
+//! ggviz shows what a quantized model really computes, so the computing is
+//! done by llama.cpp itself, in-process, and the engine listens to its
+//! compute graph through the eval callback. [`Session`] loads a model once
+//! and runs prompts; each captured run returns a [`Trace`]. All `unsafe`
+//! code lives in [`ffi`]; `unsafe` is denied everywhere else in the engine.
+//!
+//! ```no_run
+//! use ggviz::engine::{CaptureOptions, Session, SessionOptions};
+//!
+//! # fn main() -> Result<(), ggviz::engine::EngineError> {
+//! let mut session = Session::load("model.gguf", SessionOptions::default())?;
+//! let trace = session.trace("The capital of France is", &CaptureOptions::default())?;
+//! let last = trace.logits.row(trace.tokens.len() - 1);
+//! println!("{} tokens, {} logits at the last one", trace.tokens.len(), last.len());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(unsafe_code)]
+
+pub mod capture;
+pub mod device;
+pub mod error;
+pub mod ffi;
+mod heads;
+mod observer;
+pub mod session;
+
+pub use capture::{
+    Attention, CaptureOptions, CaptureTiming, HeadCapture, HeadContributions, Intervention,
+    LayerTrace, Matrix, Token, Trace, TraceDims,
+};
+pub use device::Device;
+pub use error::{DeviceError, EngineError};
+pub use ffi::TokenId;
+pub use session::{DEFAULT_MAX_TOKENS, Session, SessionOptions};

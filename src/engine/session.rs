@@ -1,0 +1,558 @@
+//! A loaded model ready to run prompts: the engine's entry point.
+//!
+//! A [`Session`] validates the file with ggviz's own reader, loads it into
+//! llama.cpp once, and then runs any number of prompts, each as one batch in
+//! a context sized for it: [`Session::trace`] with the eval callback
+//! capturing a [`Trace`], [`Session::logits`] on llama.cpp's plain path with
+//! no callback, the reference the captured run is checked against. Contexts
+//! are kept between prompts and only remade when a longer prompt comes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::capture::{
+    Attention, CaptureOptions, CaptureTiming, HeadCapture, HeadContributions, Intervention,
+    LayerTrace, Matrix, Token, Trace, TraceDims,
+};
+use super::device::Device;
+use super::error::EngineError;
+use super::ffi::{Context, ContextParams, Model, ModelParams, TokenId};
+use super::heads::{self, HeadProjector, TensorBytes};
+use super::observer::{Captured, Capturer, Node, RESULT_NORM};
+use crate::anatomy::Anatomy;
+use crate::gguf::GgufModel;
+
+/// The longest prompt accepted unless told otherwise. Attention grows with
+/// the square of the length (SmolLM2 at 512 tokens: 283 MB of it), so the
+/// limit keeps a trace's memory predictable.
+pub const DEFAULT_MAX_TOKENS: usize = 512;
+
+/// Contexts are sized in steps of this many tokens, so prompts of similar
+/// length share one.
+const CONTEXT_STEP: usize = 64;
+
+/// How to load and run a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Where the model runs.
+    pub device: Device,
+    /// Layers to offload to a GPU device (`None`: all). Not allowed on the CPU.
+    pub gpu_layers: Option<u32>,
+    /// CPU threads (0: all available cores).
+    pub threads: usize,
+    /// Longest prompt accepted, in tokens.
+    pub max_tokens: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            device: Device::Cpu,
+            gpu_layers: None,
+            threads: 0,
+            max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+/// A model loaded into llama.cpp.
+#[derive(Debug)]
+pub struct Session {
+    path: PathBuf,
+    gguf: GgufModel,
+    model: Arc<Model>,
+    architecture: String,
+    /// The model's shape (`n_tokens` is 0 here; see [`Session::dims`]).
+    shape: TraceDims,
+    options: SessionOptions,
+    threads: usize,
+    /// Context with the eval callback, for captured runs.
+    observed: Option<Context>,
+    /// Context without it, llama.cpp's plain path.
+    plain: Option<Context>,
+    load_ms: f64,
+}
+
+impl Session {
+    /// Validates and loads the GGUF file at `path`.
+    pub fn load(path: impl AsRef<Path>, options: SessionOptions) -> Result<Session, EngineError> {
+        let path = path.as_ref();
+        let start = Instant::now();
+        if options.max_tokens == 0 {
+            return Err(EngineError::InvalidRequest(
+                "the token limit must be at least 1".into(),
+            ));
+        }
+        if options.device == Device::Cpu && options.gpu_layers.is_some_and(|n| n > 0) {
+            return Err(EngineError::InvalidRequest(
+                "GPU layers need a GPU device (--device cuda:N)".into(),
+            ));
+        }
+        // ggviz's reader validates every byte of the index before llama.cpp
+        // sees the file, and gives the engine the weights it dequantizes.
+        let gguf = GgufModel::open(path)?;
+        let model = Model::load(
+            path,
+            &ModelParams {
+                device: options.device,
+                gpu_layers: options.gpu_layers,
+            },
+        )?;
+        let n_head = model.n_head();
+        let head_dim = Anatomy::from_model(&gguf)
+            .ok()
+            .map(|a| a.hparams.head_dim_v as usize)
+            .filter(|&d| d > 0)
+            .unwrap_or_else(|| model.n_embd() / n_head.max(1));
+        let shape = TraceDims {
+            n_layer: model.n_layer(),
+            n_head,
+            n_head_kv: model.n_head_kv(),
+            head_dim,
+            n_embd: model.n_embd(),
+            n_vocab: model.n_vocab(),
+            n_tokens: 0,
+        };
+        let threads = match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(Session {
+            path: path.to_path_buf(),
+            architecture: model.meta("general.architecture").unwrap_or_default(),
+            gguf,
+            model: Arc::new(model),
+            shape,
+            options,
+            threads,
+            observed: None,
+            plain: None,
+            load_ms: ms(start),
+        })
+    }
+
+    /// The file the model came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// ggviz's validated view of the file (metadata, tensor index, bytes).
+    pub fn gguf(&self) -> &GgufModel {
+        &self.gguf
+    }
+
+    /// `general.architecture`, as llama.cpp read it.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The options the session was loaded with.
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
+    /// CPU threads used for decoding and post-processing.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Milliseconds the load took (validation and llama.cpp's load).
+    pub fn load_ms(&self) -> f64 {
+        self.load_ms
+    }
+
+    /// The shape of a trace of `n_tokens` tokens.
+    pub fn dims(&self, n_tokens: usize) -> TraceDims {
+        TraceDims {
+            n_tokens,
+            ..self.shape
+        }
+    }
+
+    /// Bytes of the trace `options` would capture for `n_tokens` tokens.
+    pub fn trace_bytes(&self, n_tokens: usize, options: &CaptureOptions) -> u64 {
+        options.trace_bytes(&self.dims(n_tokens))
+    }
+
+    /// Tokenizes `text` as llama.cpp does for a prompt: the model's special
+    /// tokens added (BOS where its metadata asks for it) and special-token
+    /// text such as `<|im_start|>` parsed into its token.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, EngineError> {
+        self.model
+            .tokenize(text, true, true)?
+            .into_iter()
+            .map(|id| self.token(id))
+            .collect()
+    }
+
+    /// One token with its piece.
+    pub fn token(&self, id: TokenId) -> Result<Token, EngineError> {
+        Ok(Token {
+            id,
+            piece: piece_text(&self.model.token_bytes(id, true)?),
+            special: self.model.is_control(id),
+        })
+    }
+
+    /// Turns tokens back into text (the BOS the tokenizer added removed,
+    /// special tokens written out), the inverse of [`Session::tokenize`].
+    pub fn detokenize(&self, ids: &[TokenId]) -> Result<String, EngineError> {
+        self.model.detokenize(ids, true, true)
+    }
+
+    /// The model's BOS token, if it has one.
+    pub fn bos(&self) -> Option<TokenId> {
+        self.model.bos()
+    }
+
+    /// Refuses prompts that are empty or longer than the session's limit.
+    pub fn check_length(&self, n_tokens: usize) -> Result<(), EngineError> {
+        if n_tokens == 0 {
+            Err(EngineError::EmptyPrompt)
+        } else if n_tokens > self.options.max_tokens {
+            Err(EngineError::PromptTooLong {
+                n_tokens,
+                max_tokens: self.options.max_tokens,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Dequantizes tensor `name` of the file to f32 with ggml's own
+    /// dequantizer: the weights llama.cpp computes with (the output head,
+    /// the output norm, embeddings, for the logit lens and other analyses).
+    pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, EngineError> {
+        let mut out = Vec::new();
+        heads::dequantize_tensor(&self.gguf, name, &mut TensorBytes::default(), &mut out)?;
+        Ok(out)
+    }
+
+    /// The output head's tensor: `output.weight`, or the token embeddings
+    /// where the model ties them (llama.cpp does the same fallback).
+    pub fn output_weight_name(&self) -> &'static str {
+        if self.gguf.tensor("output.weight").is_some() {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        }
+    }
+
+    /// Tokenizes `prompt` and runs it with the capture; see
+    /// [`Session::trace_ids`].
+    pub fn trace(&mut self, prompt: &str, options: &CaptureOptions) -> Result<Trace, EngineError> {
+        let ids: Vec<TokenId> = self.model.tokenize(prompt, true, true)?;
+        self.trace_ids(&ids, options)
+    }
+
+    /// Runs `ids` as one batch with the eval callback, capturing what
+    /// `options` asks for and applying its interventions.
+    pub fn trace_ids(
+        &mut self,
+        ids: &[TokenId],
+        options: &CaptureOptions,
+    ) -> Result<Trace, EngineError> {
+        self.check_length(ids.len())?;
+        let dims = self.dims(ids.len());
+        let tokens = ids
+            .iter()
+            .map(|&id| self.token(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let projector = HeadProjector::new(
+            &self.gguf,
+            dims,
+            options.heads == HeadCapture::Full,
+            self.options.device == Device::Cpu,
+        );
+        let mut capturer = Capturer::new(dims, options, Some(projector))?;
+        let ctx = context(
+            &mut self.observed,
+            &self.model,
+            self.threads,
+            true,
+            ids.len(),
+        )?;
+        let start = Instant::now();
+        ctx.decode(ids, Some(&mut capturer))?;
+        let decode_ms = ms(start);
+        // Working buffers go before the logits are copied out.
+        let captured = capturer.finish();
+        check_interventions(&captured, options)?;
+        let missing = missing_nodes(&captured, options);
+        let mut notes = captured.notes.clone();
+        notes.extend(partial_offers(&captured, dims.n_layer));
+        let offered = captured
+            .offered
+            .iter()
+            .map(|(name, layers)| (name.clone(), layers.len()))
+            .collect();
+        let callback_ms = captured.busy.as_secs_f64() * 1e3;
+        let heads_ms = captured.heads_busy.as_secs_f64() * 1e3;
+        let mut layers = Vec::with_capacity(dims.n_layer);
+        let (t, e) = (dims.n_tokens, dims.n_embd);
+        let matrix = |data: Vec<f32>| Matrix {
+            rows: t,
+            cols: e,
+            data,
+        };
+        let heads = |data: Vec<f32>| match options.heads {
+            HeadCapture::Full => HeadContributions::Full {
+                n_head: dims.n_head,
+                n_tokens: t,
+                n_embd: e,
+                data,
+            },
+            HeadCapture::Norms | HeadCapture::Off => HeadContributions::Norms {
+                n_head: dims.n_head,
+                n_tokens: t,
+                data,
+            },
+        };
+        for slots in captured.layers {
+            layers.push(LayerTrace {
+                attention: slots
+                    .attention
+                    .and_then(|s| s.take())
+                    .map(|data| Attention {
+                        n_head: dims.n_head,
+                        n_tokens: t,
+                        data,
+                    }),
+                hidden: slots.hidden.and_then(|s| s.take()).map(matrix),
+                attn_out: slots.attn_out.and_then(|s| s.take()).map(matrix),
+                ffn_out: slots.ffn_out.and_then(|s| s.take()).map(matrix),
+                heads: slots.heads.and_then(|s| s.take()).map(heads),
+            });
+        }
+        let final_norm = captured.final_norm.and_then(|s| s.take()).map(matrix);
+        let logits = copy_logits(ctx, ids.len(), dims.n_vocab)?;
+        Ok(Trace {
+            dims,
+            tokens,
+            options: options.clone(),
+            layers,
+            final_norm,
+            logits,
+            offered,
+            missing,
+            notes,
+            timing: CaptureTiming {
+                decode_ms,
+                callback_ms,
+                heads_ms,
+            },
+        })
+    }
+
+    /// Runs `ids` as one batch on llama.cpp's plain path (no eval callback)
+    /// and returns the logits at every position (`n_tokens × n_vocab`).
+    pub fn logits(&mut self, ids: &[TokenId]) -> Result<Matrix, EngineError> {
+        self.check_length(ids.len())?;
+        let n_vocab = self.shape.n_vocab;
+        let ctx = context(&mut self.plain, &self.model, self.threads, false, ids.len())?;
+        ctx.decode(ids, None)?;
+        copy_logits(ctx, ids.len(), n_vocab)
+    }
+}
+
+/// The context in `slot`, made (or remade, when too small) for `n_tokens`.
+fn context<'s>(
+    slot: &'s mut Option<Context>,
+    model: &Arc<Model>,
+    threads: usize,
+    observable: bool,
+    n_tokens: usize,
+) -> Result<&'s mut Context, EngineError> {
+    let params = ContextParams {
+        n_tokens: u32::try_from(n_tokens.div_ceil(CONTEXT_STEP) * CONTEXT_STEP)
+            .map_err(|_| EngineError::InvalidRequest("prompt too long".into()))?,
+        n_threads: u32::try_from(threads).unwrap_or(u32::MAX),
+        observable,
+    };
+    if slot
+        .as_ref()
+        .is_none_or(|c| (c.params().n_tokens as usize) < n_tokens)
+    {
+        // Free the old context before making the bigger one.
+        *slot = None;
+        *slot = Some(Context::new(Arc::clone(model), params)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| EngineError::InvalidRequest("no context".into()))
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Copies the logits of every position out of llama.cpp's output buffer.
+fn copy_logits(ctx: &Context, n_tokens: usize, n_vocab: usize) -> Result<Matrix, EngineError> {
+    let mut data = Vec::with_capacity(n_tokens * n_vocab);
+    for i in 0..n_tokens {
+        let row = ctx.logits(i).ok_or_else(|| EngineError::Decode {
+            status: 0,
+            reason: Some(format!("no logits for position {i}")),
+        })?;
+        data.extend_from_slice(row);
+    }
+    Ok(Matrix {
+        rows: n_tokens,
+        cols: n_vocab,
+        data,
+    })
+}
+
+/// Writes a token's bytes as text; bytes that are not UTF-8 on their own
+/// (a byte-fallback token holding part of a character) become `<0xE2>`.
+fn piece_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("<0x{b:02X}>"));
+        }
+    }
+    out
+}
+
+/// The graph nodes `options` needs.
+fn requested(options: &CaptureOptions) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if options.attention {
+        names.push(Node::Attention.base());
+    }
+    if options.heads != HeadCapture::Off {
+        names.push(Node::HeadOutputs.base());
+    }
+    if options.hidden {
+        names.push(Node::Hidden.base());
+    }
+    if options.blocks {
+        names.extend([Node::AttnOut.base(), Node::FfnOut.base()]);
+    }
+    if options.final_norm {
+        names.push(RESULT_NORM);
+    }
+    names
+}
+
+fn missing_nodes(captured: &Captured, options: &CaptureOptions) -> Vec<String> {
+    requested(options)
+        .into_iter()
+        .filter(|n| !captured.offered.contains_key(*n))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Notes for per-layer nodes that only some layers offered (hybrid models
+/// whose recurrent layers have no attention, for instance).
+fn partial_offers(captured: &Captured, n_layer: usize) -> Vec<String> {
+    [
+        Node::Attention,
+        Node::HeadOutputs,
+        Node::Hidden,
+        Node::AttnOut,
+        Node::FfnOut,
+    ]
+    .into_iter()
+    .filter_map(|node| {
+        let layers = captured.offered.get(node.base())?;
+        (layers.len() < n_layer).then(|| {
+            format!(
+                "{} is offered by {} of {n_layer} layers",
+                node.base(),
+                layers.len()
+            )
+        })
+    })
+    .collect()
+}
+
+/// An intervention that could not be applied would make the run look like
+/// an ablation when it was not, so it is an error.
+fn check_interventions(captured: &Captured, options: &CaptureOptions) -> Result<(), EngineError> {
+    for iv in &options.interventions {
+        let (layer, node) = match iv {
+            Intervention::ZeroHeads { layer, .. } => (*layer, Node::HeadOutputs),
+            Intervention::ZeroAttentionOutput { layer } => (*layer, Node::AttnOut),
+        };
+        let applied = captured
+            .layers
+            .get(layer)
+            .is_some_and(|slots| slots.applied(node));
+        if !applied {
+            let reason = captured
+                .notes
+                .iter()
+                .find(|n| n.contains(&format!("{}-{layer}", node.base())))
+                .cloned()
+                .unwrap_or_else(|| format!("the graph has no {}-{layer}", node.base()));
+            return Err(EngineError::InvalidRequest(format!(
+                "intervention {iv:?} could not be applied: {reason}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_escape_bytes_that_are_not_utf8() {
+        assert_eq!(piece_text(b" Paris"), " Paris");
+        assert_eq!(piece_text(&[0xE2]), "<0xE2>");
+        assert_eq!(piece_text("é".as_bytes()), "é");
+        assert_eq!(piece_text(&[b'a', 0xFF, b'b']), "a<0xFF>b");
+    }
+
+    #[test]
+    fn missing_and_partial_nodes_are_reported() {
+        let captured = Captured {
+            layers: Vec::new(),
+            final_norm: None,
+            offered: [
+                ("kq_soft_max".to_string(), [0].into()),
+                ("l_out".to_string(), [0, 1].into()),
+                ("result_norm".to_string(), Default::default()),
+            ]
+            .into(),
+            notes: Vec::new(),
+            busy: Default::default(),
+            heads_busy: Default::default(),
+        };
+        let missing = missing_nodes(&captured, &CaptureOptions::default());
+        assert_eq!(missing, ["kqv_out", "attn_out", "ffn_out"]);
+        assert_eq!(
+            partial_offers(&captured, 2),
+            ["kq_soft_max is offered by 1 of 2 layers"]
+        );
+        let ablation = CaptureOptions {
+            interventions: vec![Intervention::ZeroAttentionOutput { layer: 0 }],
+            ..CaptureOptions::logits_only()
+        };
+        let err = check_interventions(&captured, &ablation).unwrap_err();
+        assert!(
+            err.to_string().contains("the graph has no attn_out-0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn requested_nodes_follow_the_options() {
+        assert!(requested(&CaptureOptions::logits_only()).is_empty());
+        assert_eq!(
+            requested(&CaptureOptions::default()),
+            [
+                "kq_soft_max",
+                "kqv_out",
+                "l_out",
+                "attn_out",
+                "ffn_out",
+                "result_norm"
+            ]
+        );
+    }
+}
