@@ -12,6 +12,7 @@ pub mod engine;
 pub mod gguf;
 pub mod graph;
 pub mod inspect;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod site;

@@ -67,20 +67,40 @@ pub struct Cluster {
     pub centre: Vec<f32>,
 }
 
-/// The clustering of all heads.
+/// The heads split into `k` clusters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Clustering {
+pub struct Partition {
     pub k: usize,
-    /// Silhouette score for every k tried.
-    pub silhouette: Vec<(usize, f32)>,
+    /// Mean silhouette of the heads: how much closer each head is to its own
+    /// cluster than to the next one (1 best, 0 overlapping).
+    pub silhouette: f32,
     /// Cluster of each head, layer-major.
     pub labels: Vec<u8>,
     pub clusters: Vec<Cluster>,
+}
+
+/// The clustering of all heads, for every k tried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Clustering {
+    /// The k with the best silhouette.
+    pub k: usize,
+    /// One partition per k, in increasing k.
+    pub partitions: Vec<Partition>,
     /// A 2D placement of the heads: the first two principal components of
     /// the clustering features.
     pub xy: Vec<[f32; 2]>,
     /// Share of the variance the two components explain.
     pub explained: [f32; 2],
+}
+
+impl Clustering {
+    /// The partition with the best silhouette.
+    pub fn best(&self) -> &Partition {
+        self.partitions
+            .iter()
+            .find(|p| p.k == self.k)
+            .unwrap_or(&self.partitions[0])
+    }
 }
 
 /// Why heads could not be clustered.
@@ -125,8 +145,11 @@ pub fn cluster(
     }
     let raw = feature_matrix(features);
     let (mean, std) = column_stats(&raw);
-    let mut best: Option<(f32, usize, Vec<usize>, Array2<f64>)> = None;
-    let mut silhouette = Vec::new();
+    let mut per_layer_of = Vec::with_capacity(n);
+    for (l, &h) in n_head.iter().enumerate() {
+        per_layer_of.extend(std::iter::repeat_n(l, h));
+    }
+    let mut partitions = Vec::new();
     for k in K_RANGE.0..=K_RANGE.1.min(n - 1) {
         let data = DatasetBase::from(raw.clone());
         let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
@@ -137,53 +160,51 @@ pub fn cluster(
             .map_err(|e| ClusterError::KMeans(e.to_string()))?;
         let labelled = model.predict(data);
         let labels: Vec<usize> = labelled.targets().iter().copied().collect();
-        let score = labelled.silhouette_score().unwrap_or(f64::NAN) as f32;
-        silhouette.push((k, score));
-        if best.as_ref().is_none_or(|b| score > b.0) {
-            best = Some((score, k, labels, model.centroids().clone()));
-        }
-    }
-    let Some((_, k, labels, centroids)) = best else {
-        return Err(ClusterError::TooFew(n));
-    };
-    let z_centres = (&centroids - &mean) / &std;
-    let names = name_clusters(&z_centres);
-    let mut per_layer_of = Vec::with_capacity(n);
-    for (l, &h) in n_head.iter().enumerate() {
-        per_layer_of.extend(std::iter::repeat_n(l, h));
-    }
-    let clusters = (0..k)
-        .map(|c| {
-            let (feature, z, name) = names[c].clone();
-            let mut per_layer = vec![0u32; n_head.len()];
-            for (i, &label) in labels.iter().enumerate() {
-                if label == c
-                    && let Some(&l) = per_layer_of.get(i)
-                {
-                    per_layer[l] += 1;
+        let silhouette = labelled.silhouette_score().unwrap_or(f64::NAN) as f32;
+        let z_centres = (model.centroids() - &mean) / &std;
+        let names = name_clusters(&z_centres);
+        let clusters = (0..k)
+            .map(|c| {
+                let (feature, z, name) = names[c].clone();
+                let mut per_layer = vec![0u32; n_head.len()];
+                for (i, &label) in labels.iter().enumerate() {
+                    if label == c
+                        && let Some(&l) = per_layer_of.get(i)
+                    {
+                        per_layer[l] += 1;
+                    }
                 }
-            }
-            let centre = centroids.row(c).iter().map(|&v| v as f32).collect();
-            Cluster {
-                rule: format!(
-                    "{} is {:+.1} σ from the mean head, the most of any naming feature",
-                    CLUSTER_FEATURES[feature], z
-                ),
-                name,
-                feature: CLUSTER_FEATURES[feature],
-                z,
-                size: labels.iter().filter(|&&l| l == c).count(),
-                per_layer,
-                centre,
-            }
-        })
-        .collect();
+                Cluster {
+                    rule: format!(
+                        "{} is {:+.1} σ from the mean head, the most of any naming feature",
+                        CLUSTER_FEATURES[feature], z
+                    ),
+                    name,
+                    feature: CLUSTER_FEATURES[feature],
+                    z,
+                    size: labels.iter().filter(|&&l| l == c).count(),
+                    per_layer,
+                    centre: model.centroids().row(c).iter().map(|&v| v as f32).collect(),
+                }
+            })
+            .collect();
+        partitions.push(Partition {
+            k,
+            silhouette,
+            labels: labels.iter().map(|&l| l as u8).collect(),
+            clusters,
+        });
+    }
+    let best = partitions
+        .iter()
+        .filter(|p| !p.silhouette.is_nan())
+        .max_by(|a, b| a.silhouette.total_cmp(&b.silhouette))
+        .map(|p| p.k)
+        .ok_or(ClusterError::TooFew(n))?;
     let (xy, explained) = principal_plane(&(&raw - &mean));
     Ok(Clustering {
-        k,
-        silhouette,
-        labels: labels.iter().map(|&l| l as u8).collect(),
-        clusters,
+        k: best,
+        partitions,
         xy,
         explained,
     })
@@ -275,8 +296,11 @@ mod tests {
                 _ => head(0.05, 0.1, 0.8, j),
             });
         }
-        let c = cluster(&f, &[4, 4, 4], 7).unwrap();
-        assert_eq!(c.k, 3, "{:?}", c.silhouette);
+        let all = cluster(&f, &[4, 4, 4], 7).unwrap();
+        assert_eq!(all.k, 3, "{:?}", all.partitions);
+        assert_eq!(all.partitions.len(), 6);
+        assert!(all.partitions.iter().all(|p| p.clusters.len() == p.k));
+        let c = all.best();
         let mut names: Vec<&str> = c.clusters.iter().map(|c| c.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["induction", "previous-token", "sink"]);
@@ -292,7 +316,7 @@ mod tests {
         assert!((prev.centre[3] - 0.9).abs() < 1e-3);
         assert!(prev.z > 1.0, "{}", prev.rule);
         assert_eq!(prev.per_layer.iter().sum::<u32>(), 4);
-        assert!(c.explained[0] >= c.explained[1]);
+        assert!(all.explained[0] >= all.explained[1]);
     }
 
     #[test]

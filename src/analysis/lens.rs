@@ -18,10 +18,17 @@ pub enum NormKind {
     Rms,
     /// (x − mean) / sqrt(var + eps) · w + b (gpt2, phi2, ...).
     Layer,
+    /// No output norm in the model: the hidden state goes straight to the head.
+    Identity,
 }
 
+/// Rounds normalised activations the way the runtime's matrix product does
+/// before it multiplies (llama.cpp's CPU kernels quantize them to the
+/// weight type's `vec_dot_type`), so the lens computes what llama.cpp does.
+pub type ActivationRounding<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
 /// The model's output norm and head, dequantized to f32.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct OutputHead<'a> {
     /// Output head, `n_vocab` rows of `n_embd` (GGUF `[n_embd, n_vocab]`).
     pub weight: &'a [f32],
@@ -33,6 +40,21 @@ pub struct OutputHead<'a> {
     pub eps: f32,
     /// Gemma 2's `final_logit_softcapping`: logits = c · tanh(logits / c).
     pub softcap: Option<f32>,
+    /// Applied to each normalised row before the product, when set.
+    pub round: Option<ActivationRounding<'a>>,
+}
+
+impl std::fmt::Debug for OutputHead<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputHead")
+            .field("n_vocab", &self.n_vocab)
+            .field("n_embd", &self.n_embd)
+            .field("norm", &self.norm)
+            .field("eps", &self.eps)
+            .field("softcap", &self.softcap)
+            .field("round", &self.round.is_some())
+            .finish()
+    }
 }
 
 /// Tokens kept per lens cell.
@@ -55,6 +77,10 @@ const CHUNK: usize = 32;
 impl OutputHead<'_> {
     /// Normalises one hidden state as the output norm does.
     pub fn normalise(&self, x: &[f32], out: &mut [f32]) {
+        if self.norm == NormKind::Identity {
+            out.copy_from_slice(x);
+            return;
+        }
         let n = x.len() as f32;
         let (mean, var) = match self.norm {
             NormKind::Rms => (0.0, x.iter().map(|v| v * v).sum::<f32>() / n),
@@ -62,6 +88,7 @@ impl OutputHead<'_> {
                 let m = x.iter().sum::<f32>() / n;
                 (m, x.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / n)
             }
+            NormKind::Identity => (0.0, 1.0),
         };
         let scale = 1.0 / (var + self.eps).sqrt();
         for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
@@ -78,6 +105,9 @@ impl OutputHead<'_> {
         for (r, mut row) in normed.rows_mut().into_iter().enumerate() {
             if let Some(dst) = row.as_slice_mut() {
                 self.normalise(&hidden[r * e..(r + 1) * e], dst);
+                if let Some(round) = self.round {
+                    round(dst);
+                }
             }
         }
         let (Ok(weight), Ok(mut logits)) = (
@@ -111,8 +141,8 @@ impl OutputHead<'_> {
     }
 }
 
-/// Softmax statistics of one row of logits.
-fn cell(logits: &[f32], target: u32) -> LensCell {
+/// Softmax statistics of one row of logits, with `target`'s rank.
+pub fn cell(logits: &[f32], target: u32) -> LensCell {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
     let prob = |l: f32| (l - max).exp() / sum;
@@ -152,6 +182,7 @@ mod tests {
             norm: NormKind::Rms,
             eps: 0.0,
             softcap: None,
+            round: None,
         };
         let hidden = [3.0f32, 0.0, 0.0, -2.0];
         let mut out = [0f32; 6];
@@ -183,6 +214,7 @@ mod tests {
             norm: NormKind::Rms,
             eps: 0.0,
             softcap: Some(30.0),
+            round: None,
         };
         let mut out = [0f32];
         head.logits(&[1.0], &mut out);

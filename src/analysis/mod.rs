@@ -2,7 +2,9 @@
 //! similarity and the logit lens. Everything here is computed from what
 //! llama.cpp produced on the model's own quantized weights.
 
+pub mod behaviour;
 pub mod clusters;
 pub mod heads;
 pub mod lens;
+pub mod prompts;
 pub mod similarity;
