@@ -6,11 +6,13 @@
 //! llama.cpp and captures what it computes, [`report`] gathers everything a
 //! page shows, and [`site`] renders the offline site.
 
+pub mod analysis;
 pub mod anatomy;
 pub mod engine;
 pub mod gguf;
 pub mod graph;
 pub mod inspect;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod site;

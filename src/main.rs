@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use ggviz::analysis::prompts;
 use ggviz::anatomy::Anatomy;
 use ggviz::engine::device::parse_supported;
 use ggviz::engine::{CaptureOptions, DEFAULT_MAX_TOKENS, Device, HeadCapture, SessionOptions};
 use ggviz::gguf::GgufModel;
-use ggviz::{inspect, run};
+use ggviz::{inspect, pipeline, run};
 
 /// Turn GGUF model files into self-contained, offline dashboards.
 #[derive(Debug, Parser)]
@@ -55,10 +56,53 @@ struct BuildArgs {
     /// The site title shown on the index.
     #[arg(long, value_name = "T")]
     title: Option<String>,
-    /// Skip running the model. Builds are structure-only for now, since the
-    /// inference engine is not part of ggviz yet, so this changes nothing today.
+    /// Structure only: do not run the models (no attention, logit lens or
+    /// head analysis on the page).
     #[arg(long)]
     no_inference: bool,
+    /// A prompt to run instead of the bundled set (repeatable).
+    #[arg(long = "prompt", value_name = "TEXT")]
+    prompts: Vec<String>,
+    /// A file of prompts to run instead of the bundled set: TOML like
+    /// content/prompts.toml, or plain text with prompts separated by `---` lines.
+    #[arg(long = "prompts", value_name = "FILE")]
+    prompts_file: Option<PathBuf>,
+    /// Measure head importance by zeroing each head and measuring the rise
+    /// in next-token loss (one extra forward pass per head and prompt).
+    #[arg(long)]
+    ablation: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Where and how llama.cpp runs (shared by `run` and `build`).
+#[derive(Debug, clap::Args)]
+struct EngineArgs {
+    /// Where the model runs: cpu, or cuda:N with a build that has the
+    /// `cuda` feature.
+    #[arg(long, default_value = "cpu", value_parser = parse_supported)]
+    device: Device,
+    /// Layers to offload to the GPU (default: all; needs --device cuda:N).
+    #[arg(long)]
+    gpu_layers: Option<u32>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Refuse prompts longer than this many tokens (the trace grows with the
+    /// square of the length).
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    max_tokens: usize,
+}
+
+impl EngineArgs {
+    fn session(&self) -> SessionOptions {
+        SessionOptions {
+            device: self.device,
+            gpu_layers: self.gpu_layers,
+            threads: self.threads.unwrap_or(0),
+            max_tokens: self.max_tokens,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,20 +137,8 @@ struct RunArgs {
     /// Show the candidates after every position, not only the last.
     #[arg(long)]
     all_positions: bool,
-    /// Where the model runs: cpu, or cuda:N with a build that has the
-    /// `cuda` feature.
-    #[arg(long, default_value = "cpu", value_parser = parse_supported)]
-    device: Device,
-    /// Layers to offload to the GPU (default: all; needs --device cuda:N).
-    #[arg(long)]
-    gpu_layers: Option<u32>,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Refuse prompts longer than this many tokens (the trace grows with the
-    /// square of the length).
-    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
-    max_tokens: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// How per-head contributions to the residual stream are kept.
     #[arg(long, value_enum, default_value_t = HeadsArg::Norms)]
     heads: HeadsArg,
@@ -159,28 +191,41 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
 }
 
 fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
-    let opts = ggviz::site::BuildOptions {
+    let site = ggviz::site::BuildOptions {
         models: args.models.clone(),
         out: args.out.clone(),
         theme: args.theme.clone(),
         content: args.content.clone(),
         title: args.title.clone(),
     };
-    let summary = ggviz::site::build(&opts)
-        .with_context(|| format!("cannot build the site in {}", args.out.display()))?;
+    let inference = if args.no_inference {
+        None
+    } else {
+        Some(pipeline::InferenceOptions {
+            prompts: prompts::select(&args.prompts, args.prompts_file.as_deref())?,
+            session: args.engine.session(),
+            ablation: args.ablation,
+        })
+    };
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = pipeline::build(&pipeline::PipelineOptions { site, inference }, &progress);
+    progress.finish_and_clear();
+    let (summary, times) =
+        result.with_context(|| format!("cannot build the site in {}", args.out.display()))?;
     let mut stderr = std::io::stderr().lock();
-    if !args.no_inference {
+    for (page, t) in summary.models.iter().zip(&times) {
+        let stages: Vec<String> = t
+            .stages
+            .iter()
+            .map(|(name, ms)| format!("{name} {:.2} s", ms / 1e3))
+            .collect();
         writeln!(
             stderr,
-            "note: structure only; the inference engine is not part of ggviz yet"
-        )?;
-    }
-    for page in &summary.models {
-        writeln!(
-            stderr,
-            "  {} ({})",
+            "  {} ({}): {}",
             page.path,
-            inspect::human_bytes(page.bytes as u64)
+            inspect::human_bytes(page.bytes as u64),
+            stages.join(", ")
         )?;
     }
     writeln!(
@@ -199,12 +244,7 @@ fn run_run(args: &RunArgs) -> anyhow::Result<()> {
         prompt: args.prompt.clone(),
         top_k: args.top_k as usize,
         all_positions: args.all_positions,
-        session: SessionOptions {
-            device: args.device,
-            gpu_layers: args.gpu_layers,
-            threads: args.threads.unwrap_or(0),
-            max_tokens: args.max_tokens,
-        },
+        session: args.engine.session(),
         capture: CaptureOptions {
             heads: match args.heads {
                 HeadsArg::Norms => HeadCapture::Norms,

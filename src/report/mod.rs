@@ -7,6 +7,7 @@
 //! head features) as `Option` fields that are left out of the JSON when
 //! absent, and the page shows a view only when its section is present.
 
+pub mod behaviour;
 pub mod graph;
 pub mod heads;
 pub mod packed;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::anatomy::{Anatomy, HyperParams, TokenizerInfo};
 use crate::graph::ArchGraph;
 
+pub use behaviour::BehaviourSection;
 pub use graph::GraphSection;
 pub use heads::{HeadMetric, HeadSection, MetricScale};
 pub use packed::{DType, Packed};
@@ -61,6 +63,9 @@ pub struct ModelReport {
     pub layers: Vec<LayerInfo>,
     pub graph: GraphSection,
     pub heads: HeadSection,
+    /// What the model did with the prompts; absent for structure-only builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<BehaviourSection>,
 }
 
 impl ModelReport {
@@ -92,6 +97,7 @@ impl ModelReport {
             layers: tensors::layers(a),
             graph: graph::section(a, g),
             heads: heads::section(g),
+            behaviour: None,
         }
     }
 

@@ -237,80 +237,109 @@ pub fn render_model_page(
     )
 }
 
-/// Builds the whole site described by `opts`.
+/// Builds the whole site described by `opts`, structure only.
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary, SiteError> {
     let start = Instant::now();
-    let theme = Theme::new(opts.theme.as_deref())?;
-    let pages = content::load(opts.content.as_deref())?;
-    let title = opts.title.clone().unwrap_or_else(|| "ggviz".to_owned());
-    let mut renderer = Renderer::new(&theme);
-    let staging = Staging::new(&opts.out)?;
-
+    let site = Site::prepare(opts)?;
     let mut entries: Vec<ModelEntry> = Vec::new();
     for path in &opts.models {
-        let taken: Vec<String> = entries.iter().map(|e| e.slug.clone()).collect();
-        let slug = slug_for(path, &taken);
-        tracing::info!(model = %path.display(), slug, "reading");
+        tracing::info!(model = %path.display(), "reading");
+        let slug = slug_for(path, &slugs(&entries));
         entries.push(ModelEntry {
             slug,
             report: model_report(path)?,
         });
     }
+    site.write(&entries, start)
+}
 
-    let mut models = Vec::new();
-    for entry in &entries {
-        let html = render_model_page(&mut renderer, entry, &pages, &title)?;
-        let path = format!("{}/index.html", entry.slug);
-        staging.write(&path, html.as_bytes())?;
-        models.push(WrittenPage {
-            path,
-            bytes: html.len(),
-        });
+/// The slugs already taken by `entries`.
+pub fn slugs(entries: &[ModelEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.slug.clone()).collect()
+}
+
+/// A site ready to be written: theme and content loaded and checked, so a
+/// broken theme fails before any model is run.
+#[derive(Debug)]
+pub struct Site {
+    out: PathBuf,
+    theme: Theme,
+    pages: Vec<Page>,
+    title: String,
+}
+
+impl Site {
+    /// Loads the theme and the content pages for `opts`.
+    pub fn prepare(opts: &BuildOptions) -> Result<Site, SiteError> {
+        Ok(Site {
+            out: opts.out.clone(),
+            theme: Theme::new(opts.theme.as_deref())?,
+            pages: content::load(opts.content.as_deref())?,
+            title: opts.title.clone().unwrap_or_else(|| "ggviz".to_owned()),
+        })
     }
 
-    let mut other = Vec::new();
-    let index = renderer.render(
-        "index.html",
-        context! {
-            site_title => title,
-            root => "",
-            nav => nav(&pages, ""),
-            cards => entries.iter().map(card).collect::<Vec<_>>(),
-        },
-    )?;
-    staging.write("index.html", index.as_bytes())?;
-    other.push(WrittenPage {
-        path: "index.html".into(),
-        bytes: index.len(),
-    });
-    for page in &pages {
-        let depth = 1 + page.slug.matches('/').count();
-        let root = root_for(depth);
-        let html = renderer.render(
-            "page.html",
+    /// Renders every page into a staging folder and swaps it in; a failure
+    /// leaves the previous site as it was. `start` is when the build began.
+    pub fn write(&self, entries: &[ModelEntry], start: Instant) -> Result<BuildSummary, SiteError> {
+        let (pages, title) = (&self.pages, &self.title);
+        let mut renderer = Renderer::new(&self.theme);
+        let staging = Staging::new(&self.out)?;
+        let mut models = Vec::new();
+        for entry in entries {
+            let html = render_model_page(&mut renderer, entry, pages, title)?;
+            let path = format!("{}/index.html", entry.slug);
+            staging.write(&path, html.as_bytes())?;
+            models.push(WrittenPage {
+                path,
+                bytes: html.len(),
+            });
+        }
+
+        let mut other = Vec::new();
+        let index = renderer.render(
+            "index.html",
             context! {
                 site_title => title,
-                root => root,
-                nav => nav(&pages, &root),
-                page_title => page.title,
-                body => Value::from_safe_string(page.html.clone()),
+                root => "",
+                nav => nav(pages, ""),
+                cards => entries.iter().map(card).collect::<Vec<_>>(),
             },
         )?;
-        let path = format!("docs/{}.html", page.slug);
-        staging.write(&path, html.as_bytes())?;
+        staging.write("index.html", index.as_bytes())?;
         other.push(WrittenPage {
-            path,
-            bytes: html.len(),
+            path: "index.html".into(),
+            bytes: index.len(),
         });
+        for page in pages {
+            let depth = 1 + page.slug.matches('/').count();
+            let root = root_for(depth);
+            let html = renderer.render(
+                "page.html",
+                context! {
+                    site_title => title,
+                    root => root,
+                    nav => nav(pages, &root),
+                    page_title => page.title,
+                    body => Value::from_safe_string(page.html.clone()),
+                },
+            )?;
+            let path = format!("docs/{}.html", page.slug);
+            staging.write(&path, html.as_bytes())?;
+            other.push(WrittenPage {
+                path,
+                bytes: html.len(),
+            });
+        }
+        staging.write(".nojekyll", b"")?;
+        let out = staging.commit()?;
+        Ok(BuildSummary {
+            out,
+            models,
+            other,
+            elapsed: start.elapsed(),
+        })
     }
-    staging.write(".nojekyll", b"")?;
-    let out = staging.commit()?;
-    Ok(BuildSummary {
-        out,
-        models,
-        other,
-        elapsed: start.elapsed(),
-    })
 }
 
 #[cfg(test)]

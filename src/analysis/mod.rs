@@ -1,0 +1,10 @@
+//! Analytics over captured inference: head features, clusters, pattern
+//! similarity and the logit lens. Everything here is computed from what
+//! llama.cpp produced on the model's own quantized weights.
+
+pub mod behaviour;
+pub mod clusters;
+pub mod heads;
+pub mod lens;
+pub mod prompts;
+pub mod similarity;
