@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::anatomy::{Anatomy, LayerShare, TensorEntry, TypeShare};
+use crate::anatomy::{Anatomy, LayerShare, TensorEntry, TensorRole, TypeShare};
 use crate::gguf::value::Summarized;
 use crate::gguf::{Endian, GgufModel, Value};
 
@@ -143,8 +143,9 @@ pub fn human_count(n: u64) -> String {
 
 fn per_layer_text<T: Copy + PartialEq + std::fmt::Display>(v: &[T]) -> String {
     match v.first() {
+        None => "none (no layers)".to_owned(),
         Some(&f) if v.iter().all(|&x| x == f) => f.to_string(),
-        _ => format!(
+        Some(_) => format!(
             "per layer: {}",
             v.iter()
                 .map(|x| x.to_string())
@@ -167,7 +168,8 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
     let acc = &a.accounting;
     let mut s = String::new();
     let row = |s: &mut String, label: &str, value: String| {
-        let _ = writeln!(s, "  {label:<14}{value}");
+        // The widest label ("sliding window") still gets a space after it.
+        let _ = writeln!(s, "  {label:<15}{value}");
     };
     let _ = writeln!(s, "{}", a.name);
     row(
@@ -265,8 +267,10 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
         "output head",
         if a.tied_embeddings {
             "tied to the token embedding (no output.weight)".to_string()
-        } else {
+        } else if a.tensors.iter().any(|t| t.role == TensorRole::Output) {
             "own weights (output.weight)".to_string()
+        } else {
+            "none in the file (no output.weight, no token_embd.weight)".to_string()
         },
     );
     row(
@@ -432,6 +436,19 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(98_362_432), "93.8 MiB");
         assert_eq!(human_count(134_515_008), "134.5M");
+    }
+
+    #[test]
+    fn every_row_label_is_followed_by_a_space() {
+        use crate::gguf::{GgufFile, GgufModel, synthetic::SyntheticModel};
+        let mut w = SyntheticModel::default().writer();
+        w.metadata("llama.attention.sliding_window", 4096u32);
+        let file = GgufFile::from_bytes("swa.gguf", w.to_bytes()).unwrap();
+        let model = GgufModel::from_file(file);
+        let a = Anatomy::from_model(&model).unwrap();
+        let text = to_text(&model, &a, TextOptions::default());
+        assert!(text.contains("  sliding window 4096\n"), "{text}");
+        assert!(text.contains("  output head    own weights"), "{text}");
     }
 
     #[test]

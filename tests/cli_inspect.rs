@@ -88,8 +88,8 @@ fn real_model_summary_names_its_shape() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
-        "architecture  llama (Q4_1)",
-        "heads         9 query, 3 KV (GQA, 3 query heads per KV head)",
+        "architecture   llama (Q4_1)",
+        "heads          9 query, 3 KV (GQA, 3 query heads per KV head)",
         "tied to the token embedding",
         "blk.0-29",
         "Q4_1       5.00 bpw   210 tensors",
