@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `ggviz build` on the SmolLM2 test model: wall time and page size, structure
+# only (--no-inference) and with the bundled prompts (inference + analytics),
+# 3 runs each, with ggviz's own per-stage times of the last run.
+# Targets (issues 3 and 5): structure only under 1 s and a page under 1.5 MB;
+# with inference under 15 s and a page under 4 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${GGVIZ_TEST_MODEL:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+cargo build --release --quiet
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for mode in "--no-inference" ""; do
+  label=${mode:-"with inference"}
+  times=()
+  for run in 1 2 3; do
+    rm -rf "$tmp/site"
+    start=$(date +%s%N)
+    # shellcheck disable=SC2086
+    target/release/ggviz build "$model" -o "$tmp/site" $mode 2>"$tmp/log"
+    end=$(date +%s%N)
+    ms=$(((end - start) / 1000000))
+    times+=("$((ms / 1000)).$(printf '%03d' $((ms % 1000)))")
+  done
+  page=$(find "$tmp/site" -mindepth 2 -name index.html -not -path "*/docs/*" | head -1)
+  median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+  printf '%-16s median %s s (runs: %s), page %s bytes\n' "$label" "$median" "${times[*]}" "$(stat -c %s "$page")"
+  grep -E "index.html" "$tmp/log" | sed 's/^/    /'
+done
