@@ -267,7 +267,9 @@
   // ---- the table ------------------------------------------------------------------
 
   function buildTable() {
-    const cols = [['index', 'head'], ['cluster', 'cluster'], ...metrics.map((m) => [m.id, m.label])];
+    // Without --ablation the contribution column is also the importance.
+    const label = (m) => (m.id === 'contribution' && B.importance.kind === 'contribution' ? 'contribution = importance' : m.label);
+    const cols = [['index', 'head'], ['cluster', 'cluster'], ...metrics.map((m) => [m.id, label(m)])];
     const head = GG.el('tr', {}, ...cols.map(([id, label]) => GG.el('th', {
       dataset: { sort: id }, text: label, title: id === 'index' ? 'layer, then head' : (metrics.find((m) => m.id === id) || {}).description || '',
       class: id === 'index' || id === 'cluster' ? '' : 'num',

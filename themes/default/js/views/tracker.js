@@ -226,7 +226,7 @@
       // a hidden state hundreds of times larger than the rest: it would
       // take the whole scale, so the scale comes from the others and it is
       // drawn clipped, with its own maximum in the legend.
-      const skipFirst = T >= 4;
+      const skipFirst = band.log && T >= 4;
       let lo = Infinity, hi = -Infinity, firstMax = -Infinity;
       for (let k = 0; k < v.length; k++) {
         const t = tx(v[k]);
