@@ -252,18 +252,21 @@ fn principal_plane(z: &Array2<f64>) -> (Vec<[f32; 2]>, [f32; 2]) {
     let Ok((values, vectors)) = cov.eigh() else {
         return (vec![[0.0, 0.0]; z.nrows()], [0.0, 0.0]);
     };
-    // eigh returns ascending eigenvalues: the last two are the leading ones.
-    let d = values.len();
+    // linfa-linalg's eigh leaves the eigenvalues in no particular order, so
+    // pick the two largest by value, not by position.
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let (first, second) = (order[0], order.get(1).copied().unwrap_or(order[0]));
     let total: f64 = values.iter().sum::<f64>().max(1e-12);
-    let pc = [vectors.column(d - 1), vectors.column(d.saturating_sub(2))];
+    let pc = [vectors.column(first), vectors.column(second)];
     let xy = z
         .rows()
         .into_iter()
         .map(|r| [r.dot(&pc[0]) as f32, r.dot(&pc[1]) as f32])
         .collect();
     let explained = [
-        (values[d - 1] / total) as f32,
-        (values[d.saturating_sub(2)] / total) as f32,
+        (values[first] / total) as f32,
+        (values[second] / total) as f32,
     ];
     (xy, explained)
 }
@@ -317,6 +320,37 @@ mod tests {
         assert!(prev.z > 1.0, "{}", prev.rule);
         assert_eq!(prev.per_layer.iter().sum::<u32>(), 4);
         assert!(all.explained[0] >= all.explained[1]);
+    }
+
+    #[test]
+    fn the_plane_is_spanned_by_the_leading_components() {
+        // Most of the spread is along the first column, some along the
+        // second, a trace along the third: the plane must be those two.
+        let rows = 40;
+        let z = Array2::from_shape_fn((rows, 3), |(i, j)| {
+            let t = i as f64 / rows as f64 - 0.5;
+            match j {
+                0 => 10.0 * t,
+                1 => 3.0 * (t * 7.0).sin(),
+                _ => 0.01 * (t * 13.0).cos(),
+            }
+        });
+        let z = &z - &z.mean_axis(Axis(0)).unwrap();
+        let (xy, explained) = principal_plane(&z);
+        assert!(explained[0] > 0.8, "{explained:?}");
+        assert!(
+            explained[1] > 0.05 && explained[1] < explained[0],
+            "{explained:?}"
+        );
+        // The first coordinate follows the first column (up to sign).
+        let corr: f64 = (0..rows).map(|i| f64::from(xy[i][0]) * z[[i, 0]]).sum();
+        let norm_x: f64 = xy
+            .iter()
+            .map(|p| f64::from(p[0]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm_z: f64 = z.column(0).iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((corr / (norm_x * norm_z)).abs() > 0.95);
     }
 
     #[test]

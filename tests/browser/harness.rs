@@ -280,6 +280,20 @@ impl Browser {
             .expect("mouse click");
     }
 
+    /// Moves the mouse to a point of the window (CSS pixels).
+    pub async fn hover_at(&self, x: f64, y: f64) {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+        let mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveTo {
+            duration: None,
+            x: x.round(),
+            y: y.round(),
+        });
+        self.client
+            .perform_actions(mouse)
+            .await
+            .expect("mouse move");
+    }
+
     /// The page's location hash.
     pub async fn hash(&self) -> String {
         self.js("return location.hash")

@@ -2,6 +2,7 @@
 //! with the network off. Screenshots of each view land in
 //! `artifacts/screenshots/` for review.
 
+mod behaviour;
 mod harness;
 
 use std::path::{Path, PathBuf};

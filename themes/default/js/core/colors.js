@@ -42,6 +42,25 @@
   };
   GG.rgbCss = (c) => `rgb(${c[0]},${c[1]},${c[2]})`;
 
+  // A ramp close to inferno for probabilities: black for nothing, so a
+  // pattern reads as light on the dark page. `heatLut` holds it for every
+  // byte value, rgb triples, for filling image data fast.
+  const HEAT = ['#000004', '#1b0c41', '#4a0c6b', '#781c6d', '#a52c60', '#cf4446',
+    '#ed6925', '#fb9b06', '#f7d13d', '#fcffa4'].map(hex);
+  GG.heat = function (t) {
+    const x = GG.clamp(Number.isFinite(t) ? t : 0, 0, 1) * (HEAT.length - 1);
+    const i = Math.min(HEAT.length - 2, Math.floor(x));
+    const f = x - i;
+    return [0, 1, 2].map((c) => Math.round(HEAT[i][c] * (1 - f) + HEAT[i + 1][c] * f));
+  };
+  GG.heatLut = new Uint8Array(256 * 3);
+  for (let b = 0; b < 256; b++) GG.heatLut.set(GG.heat(b / 255), 3 * b);
+  GG.heatGradient = `linear-gradient(90deg, ${HEAT.map((c) => GG.rgbCss(c)).join(', ')})`;
+  // Attention a token cannot pay (later tokens, masked out).
+  GG.maskedRgb = [27, 32, 48];
+  // Text that stays readable on a ramp colour.
+  GG.inkOn = (rgb) => (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 ? '#0e1015' : '#f2f4f8');
+
   // Min and max of the finite values of `values` at `indices` (all if none).
   GG.extent = function (values, indices) {
     let lo = Infinity, hi = -Infinity;

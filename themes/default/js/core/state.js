@@ -1,14 +1,15 @@
-// The one shared selection (view, layer, head, tensor, node, compare layer)
-// and its home in the URL hash. Views never talk to each other: they call
+// The one shared selection (view, layer, head, tensor, node, compare layer,
+// prompt, token, second head) and its home in the URL hash. Views never talk to each other: they call
 // GG.select() and follow GG.onState(), so choosing something in one view
 // highlights it in all, the back button steps through selections, and a
 // copied link opens the same state.
 'use strict';
 (function (GG) {
-  // Keys kept in the hash, in the order they are written. Later views add
-  // keys (token, prompt) by extending this list.
-  GG.stateKeys = ['view', 'layer', 'head', 'tensor', 'node', 'cmp'];
-  const INT_KEYS = new Set(['layer', 'head', 'cmp']);
+  // Keys kept in the hash, in the order they are written. `prompt` is the
+  // index of a behaviour prompt, `token` a position in it, `vs` a second
+  // head ("layer.head") shown beside the selected one.
+  GG.stateKeys = ['view', 'layer', 'head', 'tensor', 'node', 'cmp', 'prompt', 'token', 'vs'];
+  const INT_KEYS = new Set(['layer', 'head', 'cmp', 'prompt', 'token']);
   const listeners = [];
   let defaults = {};
   GG.state = {};

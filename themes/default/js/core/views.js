@@ -27,6 +27,10 @@
     };
   };
 
+  // The selection that picking head `h` of layer `l` makes (the head's
+  // graph node included, so the architecture view finds it).
+  GG.selectionOfHead = (l, h) => ({ layer: l, head: h, node: `blk.${l}.head.${h}`, tensor: null });
+
   // The graph node the state points at: the node, else the tensor's, else
   // the head's, else the layer's container.
   GG.selectedNode = function (R, s) {

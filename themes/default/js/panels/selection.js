@@ -10,7 +10,18 @@
     const kind = G.kinds[G.kind[i]];
     const rows = [['kind', kind.label]];
     if (G.layer[i] >= 0) rows.push(['layer', String(G.layer[i])]);
-    if (kind.id === 'head') rows.push(['head', String(G.head[i])], ['reads KV head', String(G.kvGroup[i])]);
+    if (kind.id === 'head') {
+      rows.push(['head', String(G.head[i])], ['reads KV head', String(G.kvGroup[i])]);
+      // What the head does, when the model was run.
+      const H = R.heads, l = G.layer[i];
+      const h = l >= 0 && l < H.nHead.length ? H.offsets[l] + G.head[i] : -1;
+      for (const id of ['cluster', 'prev_token', 'induction', 'sink', 'importance']) {
+        const m = H.metrics.find((x) => x.id === id);
+        if (!m || h < 0) continue;
+        const v = m.values[h];
+        rows.push([m.label, m.scale === 'categorical' ? (m.categories[v] ?? String(v)) : GG.fmtNum(v)]);
+      }
+    }
     if (kind.id === 'kv_head') rows.push(['KV head', String(G.head[i])]);
     const t = G.tensor[i];
     if (t >= 0) {
@@ -46,7 +57,8 @@
       const dl = GG.el('dl', { class: 'stats' });
       for (const [k, v] of nodeRows(i)) dl.append(GG.el('dt', { text: k }), GG.el('dd', { text: v }));
       const links = GG.el('div', { class: 'goto' }, 'Show in ',
-        ...[['architecture', 'graph'], ['layer', 'layer'], ['heads', 'head map'], ['quant', 'quantization']]
+        ...[['architecture', 'graph'], ['layer', 'layer'], ['heads', 'head map'], ['quant', 'quantization'],
+          ['attention', 'attention'], ['tracker', 'layers over tokens'], ['comparator', 'comparator']]
           .filter(([v]) => document.getElementById(`view-${v}`))
           .map(([v, label]) => GG.el('button', { type: 'button', text: label, onclick: () => GG.select({ view: v }) })));
       box.append(GG.el('h2', { class: 'panel-title', text: 'Selection' }),

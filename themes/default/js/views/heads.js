@@ -4,7 +4,8 @@
 // metrics (entropy, induction, importance, cluster) that inference adds.
 'use strict';
 (function (GG) {
-  let R, H, root, canvas, select, legend, note;
+  let R, H, B, root, canvas, select, legend, note;
+  let card = null;     // the selected head's pattern and features, with behaviour
   let metric = null;
   let geom = null;
   let shown = false;
@@ -70,11 +71,56 @@
   function drawLegend(range) {
     GG.clear(legend);
     if (metric.scale === 'categorical') {
-      metric.categories.forEach((c, i) => legend.append(GG.el('span', { class: 'chip' }, GG.el('i', { style: { background: GG.categoryColor(i) } }), c)));
+      const counts = new Array(metric.categories.length).fill(0);
+      for (const v of metric.values) if (v >= 0 && v < counts.length) counts[v]++;
+      metric.categories.forEach((c, i) => legend.append(GG.el('span', { class: 'chip' }, GG.el('i', { style: { background: GG.categoryColor(i) } }), `${c} (${counts[i]})`)));
     } else {
       legend.append(GG.el('span', { class: 'chip', text: GG.fmtNum(range[0]) }), GG.el('span', { class: 'ramp' }), GG.fmtNum(range[1]));
     }
     note.textContent = metric.description;
+  }
+
+  // Share of heads with a smaller value: where a head stands among all.
+  function percentile(values, v) {
+    let below = 0;
+    for (const x of values) if (x < v) below++;
+    return below / Math.max(1, values.length - 1);
+  }
+
+  function drawCard() {
+    if (!card) return;
+    GG.clear(card);
+    const s = GG.state;
+    if (s.layer === undefined || s.head === undefined || s.layer >= H.nHead.length || s.head >= H.nHead[s.layer]) {
+      card.append(GG.el('p', { class: 'note', text: 'Click a head to see its attention pattern and how it compares with the others.' }));
+      return;
+    }
+    const l = s.layer, h = s.head, i = H.offsets[l] + h;
+    const P = GG.promptOf(B, s);
+    const part = B.bestPartition;
+    const cl = part ? part.clusters[part.labels[i]] : null;
+    card.append(GG.el('div', { class: 'hc-head' }, GG.el('b', { text: GG.headName(l, h) }),
+      cl ? GG.el('span', { class: 'chip' }, GG.el('i', { style: { background: GG.categoryColor(part.labels[i]) } }), cl.name) : null));
+    if (cl) card.append(GG.el('div', { class: 'note', text: `cluster rule: ${cl.rule}` }));
+    if (P.hasAttention) {
+      const size = 200;
+      const c = GG.el('canvas', { width: String(P.T), height: String(P.T), class: P.T <= size ? 'pixelated' : '' });
+      c.style.width = c.style.height = `${size}px`;
+      c.getContext('2d').drawImage(B.patternImage(P, l, h), 0, 0);
+      card.append(GG.el('div', { class: 'hc-pattern' }, c,
+        GG.el('div', { class: 'note', text: `attention on “${P.name}”, rows looking at columns` }),
+        GG.el('button', { type: 'button', id: 'heads-open-attention', text: 'Open in Attention', onclick: () => GG.select({ view: 'attention' }) })));
+    }
+    const dl = GG.el('div', { class: 'hc-features' });
+    for (const m of B.features) {
+      const v = m.values[i];
+      const q = percentile(m.values, v);
+      dl.append(GG.el('span', { class: 'hc-label', text: m.label, title: m.description }),
+        GG.el('span', { class: 'num', text: GG.fmtNum(v) }),
+        GG.el('span', { class: 'hc-bar', title: `higher than ${GG.fmtPct(q, 0)} of heads` },
+          GG.el('span', { style: { width: `${(q * 100).toFixed(0)}%` } })));
+    }
+    card.append(GG.el('div', { class: 'sub-title', text: 'Features (bar: rank among all heads)' }), dl);
   }
 
   function at(ev) {
@@ -93,18 +139,23 @@
     create(el, report) {
       R = report;
       H = R.heads;
+      B = GG.behaviour(R);
       root = el;
-      metric = H.metrics[0];
+      // With behaviour measured, open on the clusters: they say what heads
+      // do; without it, on the KV groups, the one structural fact that
+      // differs between heads.
+      metric = H.metrics.find((m) => m.id === 'cluster') || H.metrics[0];
       select = GG.el('select', { id: 'heads-metric', 'aria-label': 'colour heads by',
         onchange: (e) => { metric = H.metrics.find((m) => m.id === e.target.value); draw(); } },
-      ...H.metrics.map((m) => GG.el('option', { value: m.id, text: m.label })));
+      ...H.metrics.map((m) => GG.el('option', { value: m.id, text: m.label, selected: m === metric })));
       canvas = GG.el('canvas', { id: 'heads-canvas', class: 'head-grid' });
       legend = GG.el('div', { class: 'legend inline' });
       note = GG.el('p', { class: 'legend-note' });
       root.append(
         GG.el('div', { class: 'toolbar' }, GG.el('label', {}, 'Colour by ', select), legend,
           GG.el('span', { class: 'hint', text: `${H.count} heads · rows are layers · dark lines separate KV groups · click a head to select it` })),
-        GG.el('div', { class: 'scroll' }, note, canvas));
+        GG.el('div', { class: 'scroll' }, note, GG.el('div', { class: 'heads-body' }, canvas,
+          B ? (card = GG.el('aside', { class: 'head-card', id: 'head-card' })) : null)));
       canvas.addEventListener('mousemove', (ev) => {
         const c = at(ev);
         if (!c) { GG.tooltip.hide(); return; }
@@ -122,10 +173,10 @@
         if (c) GG.select({ layer: c.l, head: c.h, node: `blk.${c.l}.head.${c.h}`, tensor: null });
       });
     },
-    show() { shown = true; draw(); },
+    show() { shown = true; draw(); drawCard(); },
     hide() { shown = false; GG.tooltip.hide(); },
     resize() { if (shown) draw(); },
-    update() { if (shown) draw(); },
+    update() { if (shown) { draw(); drawCard(); } },
   };
   GG.registerView(view);
 })(window.GG);
