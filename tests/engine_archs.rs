@@ -2,11 +2,14 @@
 //! vendored llama.cpp: proof that the tensor sets and keys are the ones
 //! llama.cpp asks for, and that the capture works beyond llama. The nodes
 //! llama.cpp's graph offers also say how it wired each block, which the
-//! architecture graph must agree with (see `tests/graph_archs.rs`).
+//! architecture graph must agree with (more in `tests/graph_archs.rs`).
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+use ggviz::anatomy::Anatomy;
 use ggviz::engine::{CaptureOptions, Session, SessionOptions, Trace};
 use ggviz::gguf::synthetic::{Architecture, SyntheticModel};
+use ggviz::gguf::{GgufFile, GgufModel};
+use ggviz::graph::{self, NodeKind};
 
 const PROMPT: &str = "the cat sat on the mat and the dog sat on the cat";
 
@@ -86,47 +89,51 @@ fn every_architecture_loads_and_runs_in_llama_cpp() {
 }
 
 #[test]
-fn llama_cpp_wires_each_architecture_as_its_file_says() {
-    // Node names that llama.cpp's graph gives only when the block has that
-    // part (`cb(…, name, il)` in src/models/<arch>.cpp).
-    let has = |arch: Architecture, node: &str| {
-        let (_, trace) = trace(arch);
-        trace.offered.contains_key(node)
-    };
-    use Architecture::*;
-    // Sequential blocks name the stream between attention and FFN
-    // (`ffn_inp`, or gemma's `sa_out`); parallel blocks have none.
-    for arch in [Llama, Qwen2, Qwen2Moe, GptOss] {
-        assert!(has(arch, "ffn_inp"), "{arch:?}");
-    }
-    for arch in [Gemma2, Gemma3] {
-        assert!(
-            has(arch, "sa_out") && has(arch, "attn_post_norm"),
-            "{arch:?}"
+fn llama_cpps_graph_agrees_with_the_architecture_graph() {
+    // Node names llama.cpp's graph gives only when the block has that part
+    // (`cb(…, name, il)` in src/models/<arch>.cpp).
+    for arch in Architecture::ALL {
+        let (model, trace) = trace(arch);
+        let offered = |node: &str| trace.offered.contains_key(node);
+        let file = GgufFile::from_bytes("synthetic.gguf", model.writer().to_bytes()).unwrap();
+        let anatomy = Anatomy::from_model(&GgufModel::from_file(file)).unwrap();
+        let g = graph::build(&anatomy);
+        let name = arch.name();
+        // Sequential blocks name the stream between attention and FFN
+        // (`ffn_inp`, gemma's `sa_out`); parallel blocks have no such sum.
+        let parallel = g.find("blk.0.attn_ffn_add").is_some();
+        assert_eq!(
+            parallel,
+            !(offered("ffn_inp") || offered("sa_out")),
+            "{name}"
         );
-        assert!(has(arch, "ffn_post_norm"), "{arch:?}");
+        assert_eq!(
+            g.nodes_of(NodeKind::Router).count() > 0,
+            offered("ffn_moe_logits"),
+            "{name}"
+        );
+        assert_eq!(
+            g.find("blk.0.shared_expert").is_some(),
+            offered("ffn_shexp"),
+            "{name}"
+        );
+        assert_eq!(
+            g.find("blk.0.qkv_proj").is_some(),
+            offered("wqkv"),
+            "{name}"
+        );
+        assert_eq!(
+            g.find("blk.0.ffn_post_norm").is_some(),
+            offered("ffn_post_norm"),
+            "{name}"
+        );
     }
-    assert!(has(
-        GptNeoX {
-            parallel_residual: false
-        },
-        "ffn_inp"
-    ));
-    for arch in [
-        Phi2,
-        GptNeoX {
-            parallel_residual: true,
-        },
-    ] {
-        assert!(!has(arch, "ffn_inp") && !has(arch, "sa_out"), "{arch:?}");
-        assert!(has(arch, "wqkv") && has(arch, "wqkv_b"), "{arch:?}");
-    }
-    // Attention logits soft-capped (gemma2), Q/K norms (gemma3).
-    assert!(has(Gemma2, "kq_tanh"));
-    assert!(has(Gemma3, "Qcur_normed") && has(Gemma3, "Kcur_normed"));
-    // The router, and qwen2moe's gated shared expert.
-    assert!(has(Qwen2Moe, "ffn_moe_logits") && has(Qwen2Moe, "ffn_shexp_gate"));
-    assert!(has(GptOss, "ffn_moe_logits") && has(GptOss, "ffn_moe_up_biased"));
-    // phi2 adds its output bias after the head.
-    assert!(has(Phi2, "result_output_no_bias"));
+    use Architecture::*;
+    let offered = |arch, node: &str| trace(arch).1.offered.contains_key(node);
+    // Attention logits soft-capped (gemma2), Q/K norms (gemma3), biased
+    // experts (gpt-oss), the output bias added after the head (phi2).
+    assert!(offered(Gemma2, "kq_tanh"));
+    assert!(offered(Gemma3, "Qcur_normed") && offered(Gemma3, "Kcur_normed"));
+    assert!(offered(GptOss, "ffn_moe_up_biased"));
+    assert!(offered(Phi2, "result_output_no_bias"));
 }
