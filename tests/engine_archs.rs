@@ -8,7 +8,7 @@
 use ggviz::anatomy::Anatomy;
 use ggviz::engine::{CaptureOptions, Session, SessionOptions, Trace};
 use ggviz::gguf::synthetic::{Architecture, SyntheticModel};
-use ggviz::gguf::{GgufFile, GgufModel};
+use ggviz::gguf::{GgmlType, GgufFile, GgufModel};
 use ggviz::graph::{self, NodeKind};
 
 const PROMPT: &str = "the cat sat on the mat and the dog sat on the cat";
@@ -136,4 +136,44 @@ fn llama_cpps_graph_agrees_with_the_architecture_graph() {
     assert!(offered(Gemma3, "Qcur_normed") && offered(Gemma3, "Kcur_normed"));
     assert!(offered(GptOss, "ffn_moe_up_biased"));
     assert!(offered(Phi2, "result_output_no_bias"));
+}
+
+#[test]
+fn widths_that_are_no_whole_number_of_blocks_fall_back_and_still_run() {
+    // 48 and 80 are no multiple of 32: those rows are stored in F16, as
+    // llama.cpp's quantizer falls back (llama-quant.cpp).
+    let model = SyntheticModel {
+        n_embd: 48,
+        n_head: 3,
+        n_head_kv: 1,
+        n_ff: 80,
+        ..SyntheticModel::default()
+    };
+    let bytes = model.writer().to_bytes();
+    let file = GgufFile::from_bytes("odd.gguf", bytes).unwrap();
+    let f16 = file
+        .tensors
+        .iter()
+        .filter(|t| t.ggml_type == GgmlType::F16)
+        .count();
+    // Every 2-D weight has rows of 48 or 80 (and the embedding is F16 by
+    // choice): all of them are F16.
+    assert_eq!(
+        f16,
+        file.tensors.iter().filter(|t| t.dims.len() == 2).count()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.gguf");
+    model.writer().write(&path).unwrap();
+    let options = SessionOptions {
+        threads: 1,
+        ..SessionOptions::default()
+    };
+    let mut session = Session::load(&path, options).unwrap();
+    let trace = session.trace(PROMPT, &CaptureOptions::default()).unwrap();
+    assert!(trace.logits.data.iter().all(|x| x.is_finite()));
+    let worst = row_sums(&trace)
+        .iter()
+        .fold(0f64, |m, s| m.max((s - 1.0).abs()));
+    assert!(worst < 1e-4, "{worst}");
 }
