@@ -193,6 +193,8 @@ fn node_counts_per_layer_follow_each_architecture() {
             } => [2, 2, 2, 4, 1, 2, 1, 0, 0, 0],
             Architecture::GptNeoX { .. } => [2, 2, 2, 4, 2, 2, 1, 0, 0, 0],
             Architecture::GptOss => [2, 4, 2, 4, 2, 0, 0, 1, 1, 0],
+            // One norm feeds attention and the gated FFN, one add.
+            Architecture::CommandR => [1, 4, 2, 4, 1, 3, 1, 0, 0, 0],
             other => panic!("no expectation for {other:?}"),
         }
     };
@@ -299,6 +301,33 @@ fn phi2_runs_attention_and_ffn_in_parallel_into_one_add() {
     let y = |k: &str| g.layout.y[node(&g, k).index()];
     assert_eq!(y("blk.0.qkv_proj"), y("blk.0.up_proj"));
     assert!(x("blk.0.qkv_proj") < x("blk.0.up_proj"));
+}
+
+#[test]
+fn command_r_shares_one_norm_between_parallel_branches_and_ties_its_head() {
+    let (_, g) = build(Architecture::CommandR);
+    // command-r.cpp: `ffn_inp = cur` after the attention norm; the FFN, the
+    // attention and the layer input are summed once.
+    for p in ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"] {
+        assert_eq!(
+            inputs(&g, &format!("blk.1.{p}")),
+            ["blk.1.attn_norm"],
+            "{p}"
+        );
+    }
+    assert_eq!(
+        inputs(&g, "blk.1.attn_ffn_add"),
+        ["blk.0.attn_ffn_add", "blk.1.down_proj", "blk.1.o_proj"]
+    );
+    assert_eq!(
+        tensors_of(&g, "blk.1.attn_norm"),
+        ["blk.1.attn_norm.weight"]
+    );
+    let (out, embd) = (node(&g, "output"), node(&g, "token_embd.weight"));
+    assert_eq!(
+        g.graph.find_edge(out, embd).map(|e| g.graph[e]),
+        Some(EdgeKind::Tied)
+    );
 }
 
 #[test]

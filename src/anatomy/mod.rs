@@ -360,7 +360,7 @@ mod tests {
             assert_eq!(acc.total_params, params, "{name}");
             let by_role: u64 = acc.by_role.iter().map(|r| r.bytes).sum();
             assert_eq!(by_role, acc.tensor_bytes, "{name}");
-            let tied = matches!(arch, Architecture::Gemma2);
+            let tied = matches!(arch, Architecture::Gemma2 | Architecture::CommandR);
             assert_eq!(a.tied_embeddings, tied, "{name}");
             let moe = matches!(arch, Architecture::Qwen2Moe | Architecture::GptOss);
             let h = &a.hparams;
@@ -374,7 +374,10 @@ mod tests {
                 (arch == Architecture::Qwen2Moe).then_some(128),
                 "{name}"
             );
-            let layer_norm = matches!(arch, Architecture::Phi2 | Architecture::GptNeoX { .. });
+            let layer_norm = matches!(
+                arch,
+                Architecture::Phi2 | Architecture::GptNeoX { .. } | Architecture::CommandR
+            );
             assert_eq!(h.norm_eps.is_some(), layer_norm, "{name}");
             assert_eq!(h.norm_rms_eps.is_some(), !layer_norm, "{name}");
         }
@@ -426,6 +429,7 @@ mod tests {
         use Residual::*;
         for arch in [
             Phi2,
+            CommandR,
             GptNeoX {
                 parallel_residual: true,
             },

@@ -29,6 +29,9 @@ pub enum Architecture {
     /// `gptneox`: LayerNorm with biases, fused QKV, one norm per branch;
     /// `use_parallel_residual` decides whether the branches run in parallel.
     GptNeoX { parallel_residual: bool },
+    /// `command-r` (Cohere): LayerNorm without biases, attention and gated
+    /// FFN in parallel off one norm, always-tied output head, logit scale.
+    CommandR,
     /// `gpt-oss` (llama.cpp's `LLM_ARCH_OPENAI_MOE`): attention sinks,
     /// biases everywhere, routed experts with biases, and a
     /// `post_attention_norm` that normalises the FFN input.
@@ -72,8 +75,10 @@ pub(super) enum Output {
 /// What one architecture's blocks are made of.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layout {
-    /// LayerNorm with a bias (`LLM_NORM`) rather than RMSNorm.
+    /// LayerNorm (`LLM_NORM`) rather than RMSNorm.
     pub layer_norm: bool,
+    /// Biases on the block and output norms.
+    pub norm_bias: bool,
     pub fused_qkv: bool,
     pub qkv_bias: bool,
     pub out_bias: bool,
@@ -99,12 +104,13 @@ impl Architecture {
             Architecture::Qwen2Moe => "qwen2moe",
             Architecture::Phi2 => "phi2",
             Architecture::GptNeoX { .. } => "gptneox",
+            Architecture::CommandR => "command-r",
             Architecture::GptOss => "gpt-oss",
         }
     }
 
     /// Every architecture, GPT-NeoX in both residual forms.
-    pub const ALL: [Architecture; 9] = [
+    pub const ALL: [Architecture; 10] = [
         Architecture::Llama,
         Architecture::Qwen2,
         Architecture::Gemma2,
@@ -117,12 +123,14 @@ impl Architecture {
         Architecture::GptNeoX {
             parallel_residual: false,
         },
+        Architecture::CommandR,
         Architecture::GptOss,
     ];
 
     pub(super) fn layout(self) -> Layout {
         let llama = Layout {
             layer_norm: false,
+            norm_bias: false,
             fused_qkv: false,
             qkv_bias: false,
             out_bias: false,
@@ -165,6 +173,7 @@ impl Architecture {
             // 32 of its 80 head dimensions, here a half.
             Architecture::Phi2 => Layout {
                 layer_norm: true,
+                norm_bias: true,
                 fused_qkv: true,
                 qkv_bias: true,
                 out_bias: true,
@@ -177,12 +186,21 @@ impl Architecture {
             // gptneox.cpp; Pythia rotates a quarter of each head.
             Architecture::GptNeoX { .. } => Layout {
                 layer_norm: true,
+                norm_bias: true,
                 fused_qkv: true,
                 qkv_bias: true,
                 out_bias: true,
                 ffn: Ffn::Plain,
                 output: Output::Required { bias: false },
                 rope_fraction: (1, 4),
+                ..llama
+            },
+            // command-r.cpp: `output` is always `token_embd`; Q/K norms
+            // only from 64 layers up.
+            Architecture::CommandR => Layout {
+                layer_norm: true,
+                ffn_norm: FfnNorm::SharesAttnNorm,
+                output: Output::Tied,
                 ..llama
             },
             // openai-moe.cpp.

@@ -45,7 +45,8 @@ pub struct SyntheticModel {
     /// SentencePiece needs to reach them; see [`SyntheticModel::word_pieces`]).
     pub extra_tokens: Vec<String>,
     /// Leave out `output.weight`, so the head reuses the embedding. The
-    /// architecture wins where llama.cpp fixes it: gemma2 is always tied;
+    /// architecture wins where llama.cpp fixes it: gemma2 and command-r are
+    /// always tied;
     /// qwen2moe, phi2, gptneox and gpt-oss always have an output tensor.
     pub tied_embeddings: bool,
     pub context_length: u32,
@@ -222,6 +223,10 @@ impl SyntheticModel {
             Architecture::GptNeoX { parallel_residual } => {
                 w.metadata(key("use_parallel_residual"), parallel_residual);
             }
+            Architecture::CommandR => {
+                // Command R's scale, applied to the logits (command-r.cpp).
+                w.metadata(key("logit_scale"), 0.0625f32);
+            }
             Architecture::GptOss => {
                 w.metadata(key("attention.sliding_window"), 128u32);
             }
@@ -249,7 +254,7 @@ impl SyntheticModel {
                     t(base, "bias", bias);
                 }
             };
-            wb("attn_norm", &[e], &[e], layout.layer_norm);
+            wb("attn_norm", &[e], &[e], layout.norm_bias);
             if layout.fused_qkv {
                 wb("attn_qkv", &[e, q + 2 * kv], &[q + 2 * kv], layout.qkv_bias);
             } else {
@@ -269,7 +274,7 @@ impl SyntheticModel {
                 wb("post_attention_norm", &[e], &[], false);
             }
             if layout.ffn_norm == FfnNorm::Own {
-                wb("ffn_norm", &[e], &[e], layout.layer_norm);
+                wb("ffn_norm", &[e], &[e], layout.norm_bias);
             }
             match layout.ffn {
                 Ffn::Gated => {
@@ -299,7 +304,7 @@ impl SyntheticModel {
             }
         }
         out.push(("output_norm.weight".into(), None, vec![e]));
-        if layout.layer_norm {
+        if layout.norm_bias {
             out.push(("output_norm.bias".into(), None, vec![e]));
         }
         let (head, head_bias) = match layout.output {
@@ -451,7 +456,7 @@ mod tests {
             assert!(oss.iter().any(|t| t == n), "{n}");
         }
         assert!(!oss.iter().any(|t| t == "ffn_norm.weight"));
-        // Output heads: gemma2 is always tied, phi2 never, with a bias.
+        // Output heads: gemma2 is always tied; phi2 never, with a bias.
         let globals = |arch, tied| -> Vec<String> {
             names(arch, tied)
                 .into_iter()
@@ -473,6 +478,18 @@ mod tests {
             ]
         );
         assert_eq!(globals(Architecture::Qwen2, true).len(), 2);
+        // command-r: LayerNorm without biases, no FFN norm, always tied.
+        assert_eq!(
+            globals(Architecture::CommandR, false),
+            ["token_embd.weight", "output_norm.weight"]
+        );
+        let command_r = layer(Architecture::CommandR, false);
+        assert_eq!(command_r.len(), 8);
+        assert!(
+            !command_r
+                .iter()
+                .any(|t| t.ends_with(".bias") || t == "ffn_norm.weight")
+        );
     }
 
     #[test]
