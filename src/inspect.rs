@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::anatomy::{Anatomy, LayerShare, TensorEntry, TensorRole, TypeShare};
+use crate::anatomy::{Anatomy, LayerShare, Residual, TensorEntry, TensorRole, TypeShare};
 use crate::gguf::value::Summarized;
 use crate::gguf::{Endian, GgufModel, Value};
 
@@ -211,6 +211,21 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
         _ => String::new(),
     };
     row(&mut s, "layers", h.n_layer.to_string());
+    let parallel = (0..h.n_layer)
+        .filter(|&l| a.residual(l) == Residual::Parallel)
+        .count();
+    if parallel > 0 {
+        let which = if parallel as u32 == h.n_layer {
+            "every layer".to_string()
+        } else {
+            format!("{parallel} of {} layers", h.n_layer)
+        };
+        row(
+            &mut s,
+            "residual",
+            format!("attention and FFN in parallel, one add ({which})"),
+        );
+    }
     row(
         &mut s,
         "heads",
@@ -224,11 +239,14 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
     row(&mut s, "embedding", h.n_embd.to_string());
     row(&mut s, "FFN", per_layer_text(&h.n_ff));
     if h.n_expert > 0 {
-        row(
-            &mut s,
-            "experts",
-            format!("{} ({} used per token)", h.n_expert, h.n_expert_used),
-        );
+        let mut experts = format!("{} ({} used per token)", h.n_expert, h.n_expert_used);
+        if let Some(w) = h.n_ff_expert {
+            let _ = write!(experts, ", {w} wide");
+        }
+        if let Some(w) = h.n_ff_shared_expert {
+            let _ = write!(experts, "; shared expert {w} wide");
+        }
+        row(&mut s, "experts", experts);
     }
     row(&mut s, "vocab", h.n_vocab.to_string());
     if let Some(ctx) = h.n_ctx_train {
@@ -261,6 +279,16 @@ pub fn to_text(model: &GgufModel, a: &Anatomy, opts: TextOptions) -> String {
         };
         // Epsilons are stored as f32: print the shortest f32 spelling.
         row(&mut s, "norm", format!("{kind}, eps {:e}", e as f32));
+    }
+    let caps: Vec<String> = [
+        ("attention logits", h.attn_logit_softcapping),
+        ("final logits", h.final_logit_softcapping),
+    ]
+    .iter()
+    .filter_map(|(what, c)| c.map(|c| format!("{what} at {c}")))
+    .collect();
+    if !caps.is_empty() {
+        row(&mut s, "soft-capping", caps.join(", "));
     }
     row(
         &mut s,

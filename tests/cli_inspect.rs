@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use ggviz::gguf::synthetic::SyntheticModel;
+use ggviz::gguf::synthetic::{Architecture, SyntheticModel};
 
 fn ggviz(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ggviz"))
@@ -30,6 +30,42 @@ fn text_summary_of_a_synthetic_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn text_summary_names_residual_form_experts_and_soft_capping() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = |arch: Architecture| {
+        let path = dir.path().join(format!("{}.gguf", arch.name()));
+        let m = SyntheticModel {
+            architecture: arch,
+            ..SyntheticModel::default()
+        };
+        m.writer().write(&path).unwrap();
+        let out = ggviz(&["inspect", path.to_str().unwrap()]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let phi2 = summary(Architecture::Phi2);
+    assert!(
+        phi2.contains("  residual      attention and FFN in parallel, one add (every layer)\n")
+    );
+    assert!(
+        phi2.contains("  norm          LayerNorm, eps 1e-5\n"),
+        "{phi2}"
+    );
+    assert!(!summary(Architecture::Llama).contains("residual"));
+    let moe = summary(Architecture::Qwen2Moe);
+    assert!(
+        moe.contains("  experts       4 (2 used per token), 128 wide; shared expert 128 wide\n"),
+        "{moe}"
+    );
+    let gemma2 = summary(Architecture::Gemma2);
+    assert!(
+        gemma2.contains("  soft-capping  attention logits at 50, final logits at 30\n"),
+        "{gemma2}"
+    );
+    assert!(gemma2.contains("  sliding window 4096\n"), "{gemma2}");
 }
 
 #[test]

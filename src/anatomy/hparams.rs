@@ -3,7 +3,8 @@
 //! Key names follow llama.cpp's `LLM_KV_NAMES` (`src/llama-arch.cpp`). Where a
 //! key is missing, the value is derived from tensor shapes the way llama.cpp
 //! derives it (head dim = embedding / heads, vocab = rows of `token_embd`),
-//! and the page says which values were derived.
+//! or taken from llama.cpp's default for the architecture, and the page says
+//! which values were derived.
 
 use serde::Serialize;
 
@@ -33,6 +34,14 @@ pub struct HyperParams {
     pub n_expert: u32,
     /// Experts used per token.
     pub n_expert_used: u32,
+    /// Hidden width of one routed expert, where the model has experts.
+    pub n_ff_expert: Option<u64>,
+    /// Hidden width of the shared expert, where the model has one.
+    pub n_ff_shared_expert: Option<u64>,
+    /// `use_parallel_residual`: attention and FFN read the same input and
+    /// add to the stream together (GPT-NeoX writes it; other architectures
+    /// fix their residual form in code, see `graph::residual`).
+    pub use_parallel_residual: Option<bool>,
     /// Vocabulary size.
     pub n_vocab: u64,
     /// Context length the model was trained for.
@@ -45,11 +54,12 @@ pub struct HyperParams {
     pub norm_rms_eps: Option<f64>,
     /// LayerNorm epsilon.
     pub norm_eps: Option<f64>,
-    /// Soft-capping of attention logits (Gemma 2).
+    /// Soft-capping of attention logits (Gemma 2): c · tanh(x / c).
     pub attn_logit_softcapping: Option<f64>,
-    /// Soft-capping of the final logits (Gemma 2).
+    /// Soft-capping of the final logits (Gemma 2, some Gemma 3).
     pub final_logit_softcapping: Option<f64>,
-    /// Keys whose value was derived from tensor shapes instead of read.
+    /// Keys whose value was derived from tensor shapes, or taken from
+    /// llama.cpp's default for the architecture, instead of read.
     pub derived: Vec<&'static str>,
 }
 
@@ -197,6 +207,29 @@ pub fn read(
         derived.push("expert_count");
         Some(n)
     });
+    let expert_width = |key: &'static str, bases: &[&str], derived: &mut Vec<&'static str>| {
+        keys.u64(key).or_else(|| {
+            let n = (0..n_layer).find_map(|l| {
+                bases
+                    .iter()
+                    .find_map(|base| tensor_dim(model, &format!("blk.{l}.{base}.weight"), 1))
+            })?;
+            derived.push(key);
+            Some(n)
+        })
+    };
+    // Routed experts are `ffn_*_exps` [n_embd, n_ff_exp, n_expert]; the
+    // shared expert `ffn_*_shexp` [n_embd, n_ff_shexp] (qwen2moe.cpp).
+    let n_ff_expert = expert_width(
+        "expert_feed_forward_length",
+        &["ffn_up_exps", "ffn_gate_exps"],
+        &mut derived,
+    );
+    let n_ff_shared_expert = expert_width(
+        "expert_shared_feed_forward_length",
+        &["ffn_up_shexp", "ffn_gate_shexp"],
+        &mut derived,
+    );
     let first_heads = n_head.iter().copied().find(|&h| h > 0).unwrap_or(0);
     let default_head_dim = if first_heads > 0 {
         (n_embd / u64::from(first_heads)) as u32
@@ -238,6 +271,7 @@ pub fn read(
         scaling_factor: keys.f64("rope.scaling.factor"),
         original_context_length: keys.u64("rope.scaling.original_context_length"),
     };
+    let (attn_logit_softcapping, final_logit_softcapping) = softcapping(&keys, &mut derived);
     Ok(HyperParams {
         n_layer,
         n_head,
@@ -248,16 +282,55 @@ pub fn read(
         n_ff,
         n_expert: n_expert.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
         n_expert_used: keys.u64("expert_used_count").unwrap_or(0) as u32,
+        n_ff_expert,
+        n_ff_shared_expert,
+        use_parallel_residual: keys.get("use_parallel_residual").and_then(Value::as_bool),
         n_vocab,
         n_ctx_train: keys.u64("context_length"),
         rope,
         sliding_window: keys.u64("attention.sliding_window"),
         norm_rms_eps: keys.f64("attention.layer_norm_rms_epsilon"),
         norm_eps: keys.f64("attention.layer_norm_epsilon"),
-        attn_logit_softcapping: keys.f64("attn_logit_softcapping"),
-        final_logit_softcapping: keys.f64("final_logit_softcapping"),
+        attn_logit_softcapping,
+        final_logit_softcapping,
         derived,
     })
+}
+
+/// The attention and final-logit soft-capping llama.cpp applies. Gemma 2
+/// caps both always, with defaults of 50 and 30 when the file has no key
+/// (`attn_soft_cap = true` and the unconditional cap in
+/// `src/models/gemma2.cpp`, defaults in `src/llama-hparams.h`); Gemma 3n
+/// caps the final logits at the default 30 without reading the key
+/// (`src/models/gemma3n.cpp`). Elsewhere the key decides, and a cap of 0
+/// means none (`if (hparams.f_final_logit_softcapping)` in gemma3.cpp and
+/// others).
+fn softcapping(keys: &Keys<'_>, derived: &mut Vec<&'static str>) -> (Option<f64>, Option<f64>) {
+    let cap = |key: &'static str, default: Option<f64>, derived: &mut Vec<&'static str>| {
+        match (keys.f64(key), default) {
+            (Some(c), _) => Some(c),
+            (None, Some(d)) => {
+                derived.push(key);
+                Some(d)
+            }
+            (None, None) => None,
+        }
+        .filter(|&c| c > 0.0)
+    };
+    match keys.arch {
+        "gemma2" => (
+            cap("attn_logit_softcapping", Some(50.0), derived),
+            cap("final_logit_softcapping", Some(30.0), derived),
+        ),
+        "gemma3n" => {
+            derived.push("final_logit_softcapping");
+            (cap("attn_logit_softcapping", None, derived), Some(30.0))
+        }
+        _ => (
+            cap("attn_logit_softcapping", None, derived),
+            cap("final_logit_softcapping", None, derived),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -416,5 +489,59 @@ mod tests {
         let h = read(&model("moe", keys, tensors), "moe", 1).unwrap();
         assert_eq!(h.n_expert, 8);
         assert!(h.derived.contains(&"expert_count"));
+    }
+
+    #[test]
+    fn soft_capping_follows_llama_cpp_per_architecture() {
+        let caps = |arch: &str, meta: Vec<(&str, Value)>| {
+            let h = read(&model(arch, meta, &[]), arch, 0).unwrap();
+            let derived = ["attn_logit_softcapping", "final_logit_softcapping"]
+                .map(|k| h.derived.contains(&k));
+            (h.attn_logit_softcapping, h.final_logit_softcapping, derived)
+        };
+        // Gemma 2 without keys: llama.cpp's defaults, marked as derived.
+        assert_eq!(
+            caps("gemma2", vec![]),
+            (Some(50.0), Some(30.0), [true, true])
+        );
+        assert_eq!(
+            caps(
+                "gemma2",
+                vec![("gemma2.final_logit_softcapping", Value::F32(20.0))]
+            ),
+            (Some(50.0), Some(20.0), [true, false])
+        );
+        // Gemma 3: only what the file says, and 0 means no cap.
+        assert_eq!(caps("gemma3", vec![]), (None, None, [false, false]));
+        assert_eq!(
+            caps(
+                "gemma3",
+                vec![("gemma3.final_logit_softcapping", Value::F32(0.0))]
+            ),
+            (None, None, [false, false])
+        );
+        assert_eq!(caps("gemma3n", vec![]), (None, Some(30.0), [false, true]));
+    }
+
+    #[test]
+    fn expert_widths_and_the_parallel_residual_key_are_read_or_derived() {
+        let tensors: &[(&str, &[u64])] = &[
+            ("blk.0.ffn_up_exps.weight", &[32, 24, 8]),
+            ("blk.0.ffn_up_shexp.weight", &[32, 40]),
+        ];
+        let h = read(&model("moe", vec![], tensors), "moe", 1).unwrap();
+        assert_eq!((h.n_ff_expert, h.n_ff_shared_expert), (Some(24), Some(40)));
+        assert!(h.derived.contains(&"expert_feed_forward_length"));
+        assert!(h.derived.contains(&"expert_shared_feed_forward_length"));
+        let keys = vec![
+            ("moe.expert_feed_forward_length", Value::U32(16)),
+            ("moe.use_parallel_residual", Value::Bool(true)),
+        ];
+        let h = read(&model("moe", keys, tensors), "moe", 1).unwrap();
+        assert_eq!((h.n_ff_expert, h.n_ff_shared_expert), (Some(16), Some(40)));
+        assert!(!h.derived.contains(&"expert_feed_forward_length"));
+        assert_eq!(h.use_parallel_residual, Some(true));
+        let h = read(&model("dense", vec![], &[]), "dense", 0).unwrap();
+        assert_eq!((h.n_ff_expert, h.use_parallel_residual), (None, None));
     }
 }

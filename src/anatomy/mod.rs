@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod hparams;
+pub mod residual;
 pub mod roles;
 
 use serde::Serialize;
@@ -16,6 +17,7 @@ use crate::gguf::{GgmlType, GgufModel, Value};
 
 pub use accounting::{Accounting, LayerShare, RoleShare, TypeShare};
 pub use hparams::{HyperParams, Rope};
+pub use residual::Residual;
 pub use roles::{RoleGroup, TensorRole};
 
 /// Why an anatomy could not be built.
@@ -234,6 +236,13 @@ impl Anatomy {
         self.tensors.iter().filter(move |t| t.layer == Some(layer))
     }
 
+    /// How block `layer` adds its attention and FFN to the residual stream.
+    pub fn residual(&self, layer: u32) -> Residual {
+        residual::residual_form(&self.architecture, &self.hparams, |role| {
+            self.layer_tensors(layer).any(|t| t.role == role)
+        })
+    }
+
     /// The ggml types that occur, by share of bytes.
     pub fn quant_types(&self) -> Vec<GgmlType> {
         self.accounting
@@ -247,7 +256,7 @@ impl Anatomy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::synthetic::SyntheticModel;
+    use crate::gguf::synthetic::{Architecture, SyntheticModel};
     use crate::gguf::{GgufFile, GgufWriter};
 
     fn anatomy_of(w: &GgufWriter, file_name: &str) -> Anatomy {
@@ -317,6 +326,138 @@ mod tests {
             .sum();
         let share = acc.by_type.iter().find(|s| s.ggml_type == GgmlType::Q4_1);
         assert_eq!(share.map(|s| s.bytes), Some(q4_1 / 32 * 20));
+    }
+
+    #[test]
+    fn every_synthetic_architecture_has_known_roles_and_exact_accounting() {
+        for arch in Architecture::ALL {
+            let m = SyntheticModel {
+                architecture: arch,
+                ..SyntheticModel::default()
+            };
+            let a = anatomy_of(&m.writer(), "arch.gguf");
+            let name = arch.name();
+            assert_eq!(a.architecture, name);
+            assert_eq!(a.hparams.n_layer, 2, "{name}");
+            // Every tensor llama.cpp loads for these has a role of its own.
+            for t in &a.tensors {
+                let vague = [
+                    TensorRole::Other,
+                    TensorRole::AttnOther,
+                    TensorRole::FfnOther,
+                ];
+                assert!(
+                    !vague.contains(&t.role),
+                    "{name}: {} is {:?}",
+                    t.name,
+                    t.role
+                );
+            }
+            let acc = &a.accounting;
+            let in_layers: usize = acc.by_layer.iter().map(|l| l.tensors).sum();
+            assert_eq!(in_layers + acc.global.tensors, a.tensors.len(), "{name}");
+            let params: u64 = a.tensors.iter().map(|t| t.params).sum();
+            assert_eq!(acc.total_params, params, "{name}");
+            let by_role: u64 = acc.by_role.iter().map(|r| r.bytes).sum();
+            assert_eq!(by_role, acc.tensor_bytes, "{name}");
+            let tied = matches!(arch, Architecture::Gemma2 | Architecture::CommandR);
+            assert_eq!(a.tied_embeddings, tied, "{name}");
+            let moe = matches!(arch, Architecture::Qwen2Moe | Architecture::GptOss);
+            let h = &a.hparams;
+            assert_eq!(
+                (h.n_expert, h.n_expert_used, h.n_ff_expert),
+                if moe { (4, 2, Some(128)) } else { (0, 0, None) },
+                "{name}"
+            );
+            assert_eq!(
+                h.n_ff_shared_expert,
+                (arch == Architecture::Qwen2Moe).then_some(128),
+                "{name}"
+            );
+            let layer_norm = matches!(
+                arch,
+                Architecture::Phi2 | Architecture::GptNeoX { .. } | Architecture::CommandR
+            );
+            assert_eq!(h.norm_eps.is_some(), layer_norm, "{name}");
+            assert_eq!(h.norm_rms_eps.is_some(), !layer_norm, "{name}");
+        }
+        let role = |arch, name: &str| {
+            let m = SyntheticModel {
+                architecture: arch,
+                ..SyntheticModel::default()
+            };
+            role_of(&anatomy_of(&m.writer(), "arch.gguf"), name).0
+        };
+        use Architecture::*;
+        assert_eq!(role(Phi2, "blk.0.attn_qkv.bias"), TensorRole::AttnQkv);
+        assert_eq!(role(Phi2, "output.bias"), TensorRole::Output);
+        assert_eq!(role(Phi2, "output_norm.bias"), TensorRole::OutputNorm);
+        assert_eq!(role(Qwen2, "blk.1.attn_v.bias"), TensorRole::AttnV);
+        assert_eq!(
+            role(Qwen2Moe, "blk.1.ffn_gate_inp_shexp.weight"),
+            TensorRole::FfnGateInpShared
+        );
+        assert_eq!(
+            role(GptOss, "blk.0.attn_sinks.weight"),
+            TensorRole::AttnSinks
+        );
+        assert_eq!(
+            role(GptOss, "blk.0.ffn_gate_inp.bias"),
+            TensorRole::FfnRouter
+        );
+        assert_eq!(
+            role(GptOss, "blk.0.ffn_up_exps.bias"),
+            TensorRole::FfnUpExperts
+        );
+        assert_eq!(
+            role(Gemma3, "blk.0.attn_k_norm.weight"),
+            TensorRole::AttnKNorm
+        );
+    }
+
+    #[test]
+    fn residual_form_is_llama_cpps_per_architecture() {
+        let form = |arch| {
+            let m = SyntheticModel {
+                architecture: arch,
+                ..SyntheticModel::default()
+            };
+            let a = anatomy_of(&m.writer(), "arch.gguf");
+            (a.residual(0), a.residual(1))
+        };
+        use Architecture::*;
+        use Residual::*;
+        for arch in [
+            Phi2,
+            CommandR,
+            GptNeoX {
+                parallel_residual: true,
+            },
+        ] {
+            assert_eq!(form(arch), (Parallel, Parallel), "{arch:?}");
+        }
+        for arch in [
+            Llama,
+            Gemma2,
+            Qwen2Moe,
+            GptOss,
+            GptNeoX {
+                parallel_residual: false,
+            },
+        ] {
+            assert_eq!(form(arch), (Sequential, Sequential), "{arch:?}");
+        }
+        // StableLM decides per layer, by the FFN norm; Falcon always.
+        let e: &[u64] = &[32];
+        let w = with_tensors(
+            "stablelm",
+            2,
+            &[("blk.0.ffn_norm.weight", e), ("blk.1.attn_norm.weight", e)],
+        );
+        let a = anatomy_of(&w, "stablelm.gguf");
+        assert_eq!((a.residual(0), a.residual(1)), (Sequential, Parallel));
+        let a = anatomy_of(&with_tensors("falcon", 1, &[]), "falcon.gguf");
+        assert_eq!(a.residual(0), Parallel);
     }
 
     #[test]

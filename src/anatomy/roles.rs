@@ -44,6 +44,9 @@ pub enum TensorRole {
     FfnGateShared,
     FfnUpShared,
     FfnDownShared,
+    /// The shared expert's gate input (`ffn_gate_inp_shexp`): a sigmoid of
+    /// its product scales the shared expert's output (qwen2moe.cpp).
+    FfnGateInpShared,
     /// Other feed-forward tensors.
     FfnOther,
     OutputNorm,
@@ -97,6 +100,7 @@ impl TensorRole {
             TensorRole::FfnGateShared => "ffn_gate_shared",
             TensorRole::FfnUpShared => "ffn_up_shared",
             TensorRole::FfnDownShared => "ffn_down_shared",
+            TensorRole::FfnGateInpShared => "ffn_gate_inp_shared",
             TensorRole::FfnOther => "ffn_other",
             TensorRole::OutputNorm => "output_norm",
             TensorRole::Output => "output",
@@ -136,6 +140,7 @@ impl TensorRole {
             TensorRole::FfnGateShared => "shared expert gate",
             TensorRole::FfnUpShared => "shared expert up",
             TensorRole::FfnDownShared => "shared expert down",
+            TensorRole::FfnGateInpShared => "shared expert weighting",
             TensorRole::FfnOther => "FFN (other)",
             TensorRole::OutputNorm => "output norm",
             TensorRole::Output => "output head",
@@ -156,7 +161,7 @@ impl TensorRole {
             }
             FfnGate | FfnUp | FfnDown | FfnOther => RoleGroup::Ffn,
             FfnRouter | FfnGateExperts | FfnUpExperts | FfnDownExperts | FfnGateUpExperts
-            | FfnGateShared | FfnUpShared | FfnDownShared => RoleGroup::Experts,
+            | FfnGateShared | FfnUpShared | FfnDownShared | FfnGateInpShared => RoleGroup::Experts,
             Output => RoleGroup::Output,
             RopeFreqs | Other => RoleGroup::Other,
         }
@@ -258,7 +263,8 @@ pub fn role_of(parsed: &ParsedName<'_>) -> TensorRole {
         "ffn_gate" => FfnGate,
         "ffn_up" => FfnUp,
         "ffn_down" => FfnDown,
-        "ffn_gate_inp" | "ffn_gate_inp_shexp" | "exp_probs_b" | "ffn_exp_probs_b" => FfnRouter,
+        "ffn_gate_inp" | "exp_probs_b" | "ffn_exp_probs_b" => FfnRouter,
+        "ffn_gate_inp_shexp" => FfnGateInpShared,
         "ffn_gate_exps" => FfnGateExperts,
         "ffn_up_exps" => FfnUpExperts,
         "ffn_down_exps" => FfnDownExperts,
@@ -312,6 +318,14 @@ mod tests {
         );
         assert_eq!(role("blk.1.ffn_gate.3.weight"), TensorRole::FfnGateExperts);
         assert_eq!(role("blk.1.ffn_gate_inp.weight"), TensorRole::FfnRouter);
+        assert_eq!(
+            role("blk.1.ffn_gate_inp_shexp.weight"),
+            TensorRole::FfnGateInpShared
+        );
+        assert_eq!(
+            role("blk.1.ffn_gate_shexp.weight"),
+            TensorRole::FfnGateShared
+        );
         assert_eq!(role("blk.1.attn_kv_a_mqa.weight"), TensorRole::AttnOther);
         assert_eq!(role("blk.1.ssm_conv1d.weight"), TensorRole::Other);
         assert_eq!(role("blk.1.ssm_conv1d.weight").group(), RoleGroup::Other);

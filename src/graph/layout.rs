@@ -5,7 +5,10 @@
 //! by longest path along the flow edges; the residual adds keep to a lane on
 //! the left, so the residual stream reads as one vertical line; heads fan out
 //! in one row, grouped by the KV head they read, with each KV head centred
-//! above its group; tensors sit just left of the computation that uses them.
+//! above its group; inside a row the attention branch comes before the FFN
+//! branch, so the two branches of a parallel block stand side by side;
+//! tensors stack in a column just left of the computation that uses them,
+//! one label per line, and a row is as tall as its tallest stack.
 //! Positions are local to the band, and each layer band has an expanded and
 //! a collapsed height: the page stacks bands with the heights of whatever is
 //! expanded, so collapsing a layer needs no new layout.
@@ -29,7 +32,13 @@ pub const HEAD_SPACING: f32 = 16.0;
 pub const GROUP_GAP: f32 = 10.0;
 /// Width a computation takes besides its tensors.
 pub const COMPONENT_WIDTH: f32 = 130.0;
-/// Horizontal distance between a computation's tensors.
+/// Room left of a computation for its column of tensors and their names.
+pub const TENSOR_ROOM: f32 = 150.0;
+/// Horizontal distance between a computation and its tensors.
+pub const TENSOR_OFFSET: f32 = 34.0;
+/// Vertical distance between the tensors of one computation.
+pub const TENSOR_STACK: f32 = 14.0;
+/// Horizontal distance between tensors in a row of their own.
 pub const TENSOR_SPACING: f32 = 24.0;
 /// Gap between the residual lane (x = 0) and the widest row.
 pub const LANE_GAP: f32 = 120.0;
@@ -99,11 +108,31 @@ pub(super) fn compute(g: &DiGraph<Node, EdgeKind>, layers: &[NodeIndex]) -> Layo
         *band_rows = rank_rows(g, &members);
     }
 
+    // Each computation's tensors in this band, in edge order.
+    let mut stacks: Vec<Vec<NodeIndex>> = vec![Vec::new(); n];
+    for i in g.node_indices() {
+        if g[i].kind != NodeKind::Tensor {
+            continue;
+        }
+        if let Some(user) = users(g, i).find(|u| band[u.index()] == band[i.index()]) {
+            stacks[user.index()].push(i);
+        }
+    }
+    // Half the height a row's tallest stack of tensors spans.
+    let half_span = |row: &[NodeIndex]| {
+        let tallest = row
+            .iter()
+            .map(|i| stacks[i.index()].len())
+            .max()
+            .unwrap_or(0);
+        tallest.saturating_sub(1) as f32 * TENSOR_STACK / 2.0
+    };
+
     // Row widths decide where the main column sits, right of the lane.
     let widest = rows
         .iter()
         .flatten()
-        .map(|row| row_width(g, row))
+        .map(|row| row_width(g, row, &stacks))
         .fold(0f32, f32::max);
     let center_x = LANE_GAP + widest / 2.0;
 
@@ -111,12 +140,18 @@ pub(super) fn compute(g: &DiGraph<Node, EdgeKind>, layers: &[NodeIndex]) -> Layo
     let mut y = vec![0f32; n];
     let mut bands = Vec::new();
     for (b, band_rows) in rows.iter().enumerate() {
+        let mut row_y = BAND_TOP;
+        let mut below = ROW_HEIGHT / 2.0;
         for (r, row) in band_rows.iter().enumerate() {
-            let row_y = BAND_TOP + r as f32 * ROW_HEIGHT;
-            place_row(g, row, center_x, row_y, &mut x, &mut y);
+            let half = half_span(row);
+            if r > 0 {
+                let prev = half_span(&band_rows[r - 1]);
+                row_y += ROW_HEIGHT.max(prev + half + TENSOR_STACK * 2.0);
+            }
+            below = (ROW_HEIGHT / 2.0).max(half + TENSOR_STACK);
+            place_row(g, row, &stacks, center_x, row_y, &mut x, &mut y);
         }
-        let height =
-            BAND_TOP + band_rows.len().max(1) as f32 * ROW_HEIGHT - ROW_HEIGHT / 2.0 + BAND_BOTTOM;
+        let height = row_y + below + BAND_BOTTOM;
         let layer = (b > 0 && b as u32 <= n_layer).then(|| b as u32 - 1);
         bands.push(Band {
             label: match layer {
@@ -146,17 +181,12 @@ pub(super) fn compute(g: &DiGraph<Node, EdgeKind>, layers: &[NodeIndex]) -> Layo
             }
         }
     }
-    // Tensors sit left of their first user, one slot each.
-    let mut slots = vec![0u32; n];
-    for i in g.node_indices() {
-        if g[i].kind != NodeKind::Tensor {
-            continue;
-        }
-        if let Some(user) = users(g, i).find(|u| band[u.index()] == band[i.index()]) {
-            let k = slots[user.index()];
-            slots[user.index()] += 1;
-            x[i.index()] = x[user.index()] - 34.0 - TENSOR_SPACING * k as f32;
-            y[i.index()] = y[user.index()];
+    // Tensors stand in a column left of their first user, centred on it.
+    for (user, stack) in stacks.iter().enumerate() {
+        let top = (stack.len().saturating_sub(1)) as f32 * TENSOR_STACK / 2.0;
+        for (k, t) in stack.iter().enumerate() {
+            x[t.index()] = x[user] - TENSOR_OFFSET;
+            y[t.index()] = y[user] - top + TENSOR_STACK * k as f32;
         }
     }
     // Layer containers stand in the middle of their collapsed band.
@@ -249,8 +279,18 @@ fn rank_rows(g: &DiGraph<Node, EdgeKind>, members: &[NodeIndex]) -> Vec<Vec<Node
     rows
 }
 
-/// Left-to-right order inside a row.
-fn order_of(n: &Node) -> (u8, u32) {
+/// Left-to-right order inside a row: the attention branch, then the FFN
+/// branch (they share rows only in parallel blocks), then by kind and head.
+fn order_of(n: &Node) -> (u8, u8, u32) {
+    let ffn_branch = match n.kind {
+        NodeKind::FfnProjection
+        | NodeKind::Activation
+        | NodeKind::Router
+        | NodeKind::Experts
+        | NodeKind::SharedExpert => 1,
+        NodeKind::Norm if n.key.ends_with("ffn_norm") || n.key.ends_with("ffn_post_norm") => 1,
+        _ => 0,
+    };
     let kind = match n.kind {
         NodeKind::ResidualAdd => 0,
         NodeKind::Router => 1,
@@ -259,12 +299,16 @@ fn order_of(n: &Node) -> (u8, u32) {
         NodeKind::SharedExpert => 4,
         _ => 5,
     };
-    (kind, n.head.unwrap_or(0))
+    (ffn_branch, kind, n.head.unwrap_or(0))
 }
 
 /// The main-column slots of a row as `(node, start, width)`, starting at
 /// 0; residual adds are left out, they sit in the lane.
-fn slots(g: &DiGraph<Node, EdgeKind>, row: &[NodeIndex]) -> Vec<(NodeIndex, f32, f32)> {
+fn slots(
+    g: &DiGraph<Node, EdgeKind>,
+    row: &[NodeIndex],
+    stacks: &[Vec<NodeIndex>],
+) -> Vec<(NodeIndex, f32, f32)> {
     let mut out = Vec::with_capacity(row.len());
     let mut cursor = 0f32;
     let mut prev_group = None;
@@ -280,13 +324,8 @@ fn slots(g: &DiGraph<Node, EdgeKind>, row: &[NodeIndex]) -> Vec<(NodeIndex, f32,
                 HEAD_SPACING
             }
             NodeKind::Tensor => TENSOR_SPACING + 6.0,
-            _ => {
-                let tensors = g
-                    .edges_directed(i, petgraph::Direction::Incoming)
-                    .filter(|e| *e.weight() == EdgeKind::Weight)
-                    .count();
-                COMPONENT_WIDTH + TENSOR_SPACING * tensors as f32
-            }
+            _ if stacks[i.index()].is_empty() => COMPONENT_WIDTH,
+            _ => COMPONENT_WIDTH + TENSOR_ROOM,
         };
         out.push((i, cursor, width));
         cursor += width;
@@ -295,14 +334,17 @@ fn slots(g: &DiGraph<Node, EdgeKind>, row: &[NodeIndex]) -> Vec<(NodeIndex, f32,
 }
 
 /// Width of the row's main-column part.
-fn row_width(g: &DiGraph<Node, EdgeKind>, row: &[NodeIndex]) -> f32 {
-    slots(g, row).last().map_or(0.0, |&(_, start, w)| start + w)
+fn row_width(g: &DiGraph<Node, EdgeKind>, row: &[NodeIndex], stacks: &[Vec<NodeIndex>]) -> f32 {
+    slots(g, row, stacks)
+        .last()
+        .map_or(0.0, |&(_, start, w)| start + w)
 }
 
 /// Places one row centred on `center_x`, residual adds on the lane.
 fn place_row(
     g: &DiGraph<Node, EdgeKind>,
     row: &[NodeIndex],
+    stacks: &[Vec<NodeIndex>],
     center_x: f32,
     row_y: f32,
     x: &mut [f32],
@@ -312,8 +354,8 @@ fn place_row(
         y[i.index()] = row_y;
         x[i.index()] = 0.0;
     }
-    let left = center_x - row_width(g, row) / 2.0;
-    for (i, start, width) in slots(g, row) {
+    let left = center_x - row_width(g, row, stacks) / 2.0;
+    for (i, start, width) in slots(g, row, stacks) {
         // Tensors hang left of a computation, so it sits at its slot's right.
         let offset = match g[i].kind {
             NodeKind::Head | NodeKind::Tensor => width / 2.0,

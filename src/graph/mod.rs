@@ -13,6 +13,7 @@
 //! Metrics ([`metrics`]) and a deterministic layout ([`layout`]) are computed
 //! here, so the page only draws.
 
+mod block;
 pub mod build;
 pub mod layout;
 pub mod metrics;
