@@ -48,21 +48,21 @@ fn text_summary_names_residual_form_experts_and_soft_capping() {
     };
     let phi2 = summary(Architecture::Phi2);
     assert!(
-        phi2.contains("  residual      attention and FFN in parallel, one add (every layer)\n")
+        phi2.contains("  residual       attention and FFN in parallel, one add (every layer)\n")
     );
     assert!(
-        phi2.contains("  norm          LayerNorm, eps 1e-5\n"),
+        phi2.contains("  norm           LayerNorm, eps 1e-5\n"),
         "{phi2}"
     );
     assert!(!summary(Architecture::Llama).contains("residual"));
     let moe = summary(Architecture::Qwen2Moe);
     assert!(
-        moe.contains("  experts       4 (2 used per token), 128 wide; shared expert 128 wide\n"),
+        moe.contains("  experts        4 (2 used per token), 128 wide; shared expert 128 wide\n"),
         "{moe}"
     );
     let gemma2 = summary(Architecture::Gemma2);
     assert!(
-        gemma2.contains("  soft-capping  attention logits at 50, final logits at 30\n"),
+        gemma2.contains("  soft-capping   attention logits at 50, final logits at 30\n"),
         "{gemma2}"
     );
     assert!(gemma2.contains("  sliding window 4096\n"), "{gemma2}");
