@@ -1,6 +1,6 @@
 //! Building the architecture graph from the anatomy: the input, the
 //! embedding, one container per layer (its inside is built by
-//! [`block`](super::block)), the output norm and the output head, with the
+//! the `block` module), the output norm and the output head, with the
 //! residual stream as flow between them.
 
 use petgraph::graph::{DiGraph, NodeIndex};

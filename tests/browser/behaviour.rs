@@ -154,12 +154,7 @@ async fn behaviour_views_render_without_errors() {
         .await;
     assert_eq!(card, Value::from("L18 H6"));
     b.screenshot("heads-clusters").await;
-
-    let fetched = b
-        .js("return performance.getEntriesByType('resource').length")
-        .await;
-    assert_eq!(fetched, Value::from(0));
-    b.assert_clean_console().await;
+    b.assert_offline_and_clean().await;
     b.finish().await;
 }
 

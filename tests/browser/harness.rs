@@ -242,6 +242,16 @@ impl Browser {
         assert!(bad.is_empty(), "console errors: {bad:#?}");
     }
 
+    /// The page fetched nothing (no resource entries at all) and logged no
+    /// error.
+    pub async fn assert_offline_and_clean(&self) {
+        let fetched = self
+            .js("return performance.getEntriesByType('resource').length")
+            .await;
+        assert_eq!(fetched, Value::from(0), "resources fetched");
+        self.assert_clean_console().await;
+    }
+
     /// Saves a screenshot as `artifacts/screenshots/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
