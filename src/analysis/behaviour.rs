@@ -15,7 +15,7 @@ use crate::engine::{Token, Trace};
 use super::clusters::{self, Clustering};
 use super::heads::{HeadAccumulator, HeadFeatures, LayerAttention, induction_targets};
 use super::lens::{LensCell, OutputHead};
-use super::similarity::cosine_matrix;
+use super::similarity::{SimilarityPlane, cosine_matrix, similarity_plane};
 
 /// Similarity is skipped above this many heads: the matrix grows with the
 /// square (a 64-layer × 64-head model would need 16.8M cells).
@@ -99,6 +99,9 @@ pub struct Behaviour {
     /// [`MAX_SIMILARITY_HEADS`].
     #[serde(skip)]
     pub similarity: Option<Array2<f32>>,
+    /// Heads placed by [`similarity_plane`]; present with `similarity`.
+    #[serde(skip)]
+    pub similarity_plane: Option<SimilarityPlane>,
     pub notes: Vec<String>,
 }
 
@@ -339,6 +342,7 @@ impl<'a> Analyser<'a> {
             }
             Some(cosine_matrix(&m))
         };
+        let similarity_plane = similarity.as_ref().map(similarity_plane);
         let (importance_kind, importance) = match ablation {
             Some(v) => (ImportanceKind::Ablation, v),
             None => (
@@ -354,6 +358,7 @@ impl<'a> Analyser<'a> {
             importance,
             clustering,
             similarity,
+            similarity_plane,
             notes,
         }
     }

@@ -117,6 +117,14 @@ pub struct ClusterSection {
     pub explained: [f32; 2],
 }
 
+/// Heads on a plane: `heads × 2` coordinates (f32) and each axis's share
+/// of the variance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlaneSection {
+    pub xy: Packed,
+    pub explained: [f32; 2],
+}
+
 /// How importance was measured, for the page to say.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImportanceSection {
@@ -136,6 +144,9 @@ pub struct BehaviourSection {
     /// `heads × heads` round(255 · cosine) bytes; absent for very large models.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub similarity: Option<Packed>,
+    /// Heads placed by pattern similarity; present with `similarity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity_plane: Option<PlaneSection>,
     pub notes: Vec<String>,
     /// Where the build's time went, in milliseconds, by stage.
     pub timing: BTreeMap<String, f64>,
@@ -212,6 +223,10 @@ impl BehaviourSection {
                     .collect::<Vec<_>>(),
             )
         });
+        let similarity_plane = b.similarity_plane.as_ref().map(|p| PlaneSection {
+            xy: Packed::f32(&p.xy.iter().flatten().copied().collect::<Vec<_>>()),
+            explained: p.explained,
+        });
         BehaviourSection {
             prompts: b.prompts.iter().map(prompt_section).collect(),
             vocab,
@@ -230,6 +245,7 @@ impl BehaviourSection {
             },
             clusters,
             similarity,
+            similarity_plane,
             notes: b.notes.clone(),
             timing,
         }

@@ -214,34 +214,18 @@ async fn selecting_a_head_in_the_comparator_updates_the_hash_and_attention() {
     let b = Browser::start().await;
     b.open(page, "#view=comparator").await;
     ready(&b).await;
-    // The head drawn furthest from any other, so a click can only mean it.
-    let target = b
-        .js(r#"
-            const H = GG.report.heads, v = GG.views.comparator;
-            let best = null, far = -1;
-            for (let l = 0; l < H.nHead.length; l++) for (let h = 0; h < H.nHead[l]; h++) {
-              const [x, y] = v.screenOf(l, h);
-              let near = Infinity;
-              for (let m = 0; m < H.nHead.length; m++) for (let k = 0; k < H.nHead[m]; k++) {
-                if (m === l && k === h) continue;
-                const [x2, y2] = v.screenOf(m, k);
-                near = Math.min(near, Math.hypot(x - x2, y - y2));
-              }
-              if (near > far) { far = near; best = [l, h, x, y]; }
-            }
-            return best;
-        "#)
-        .await;
-    let (l, h) = (target[0].as_u64().unwrap(), target[1].as_u64().unwrap());
-    b.click_at(target[2].as_f64().unwrap(), target[3].as_f64().unwrap())
-        .await;
-    wait_hash(&b, &format!("layer={l}&head={h}")).await;
-    assert!(b.hash().await.contains(&format!("node=blk.{l}.head.{h}")));
-    show_view(&b, "attention").await;
-    let shown = b
-        .js("const p = document.querySelector('#attn-panes .attn-pane'); return [p.dataset.layer, p.dataset.head]")
-        .await;
-    assert_eq!(shown, serde_json::json!([l.to_string(), h.to_string()]));
+    let features = click_loneliest_head(&b).await;
+
+    // Placed by attention patterns instead, the heads move, and a click
+    // still selects the head under it.
+    b.js(
+        "const s = document.getElementById('cmp-place'); s.value = 'similarity'; \
+          s.dispatchEvent(new Event('change')); return 1",
+    )
+    .await;
+    let patterns = click_loneliest_head(&b).await;
+    assert_ne!(features, patterns, "the placement did not change");
+    b.screenshot("comparator-by-patterns").await;
 
     // A row of the table: layer 5, head 3, followed by every view. The
     // row is scrolled clear of the table's sticky header first.
@@ -277,6 +261,44 @@ async fn selecting_a_head_in_the_comparator_updates_the_hash_and_attention() {
     .await;
     b.assert_clean_console().await;
     b.finish().await;
+}
+
+/// Clicks the head drawn furthest from any other in the comparator's plane
+/// (so the click can only mean it), checks that the hash and the attention
+/// view follow, comes back, and returns every head's place on screen.
+async fn click_loneliest_head(b: &Browser) -> Value {
+    let found = b
+        .js(r#"
+            const H = GG.report.heads, v = GG.views.comparator;
+            let best = null, far = -1;
+            const places = [];
+            for (let l = 0; l < H.nHead.length; l++) for (let h = 0; h < H.nHead[l]; h++) {
+              const [x, y] = v.screenOf(l, h);
+              places.push([Math.round(x), Math.round(y)]);
+              let near = Infinity;
+              for (let m = 0; m < H.nHead.length; m++) for (let k = 0; k < H.nHead[m]; k++) {
+                if (m === l && k === h) continue;
+                const [x2, y2] = v.screenOf(m, k);
+                near = Math.min(near, Math.hypot(x - x2, y - y2));
+              }
+              if (near > far) { far = near; best = [l, h, x, y]; }
+            }
+            return [best, places];
+        "#)
+        .await;
+    let t = &found[0];
+    let num = |i: usize| t[i].as_f64().expect("a head and its place");
+    let (l, h) = (num(0) as u64, num(1) as u64);
+    b.click_at(num(2), num(3)).await;
+    wait_hash(b, &format!("layer={l}&head={h}")).await;
+    assert!(b.hash().await.contains(&format!("node=blk.{l}.head.{h}")));
+    show_view(b, "attention").await;
+    let shown = b
+        .js("const p = document.querySelector('#attn-panes .attn-pane'); return [p.dataset.layer, p.dataset.head]")
+        .await;
+    assert_eq!(shown, serde_json::json!([l.to_string(), h.to_string()]));
+    show_view(b, "comparator").await;
+    found[1].clone()
 }
 
 /// The logit lens's last layer is the model's own prediction, cell by cell,

@@ -99,6 +99,7 @@
         explained: c.explained,
       } : null,
       similarity: raw.similarity ? GG.unpack(raw.similarity) : null,
+      similarityPlane: raw.similarity_plane ? { xy: GG.unpack(raw.similarity_plane.xy), explained: raw.similarity_plane.explained } : null,
     };
     // The attention row of query i for head h of layer l: keys 0..=i, bytes.
     B.attnRow = (P, l, h, i) => {

@@ -7,9 +7,10 @@
 'use strict';
 (function (GG) {
   let R, B, H, root, shown = false;
-  let kButtons, orderSel, scatter, legendBox, simCanvas, simNote, tableBox, table, tbody;
+  let kButtons, orderSel, placeSel, scatter, legendBox, simCanvas, simNote, tableBox, table, tbody;
   let part = null;            // the partition shown
   let order = 'layer';
+  let placement = 'features'; // or 'similarity'
   let focusCluster = -1;      // a cluster picked in the legend, −1 for none
   let sortKey = 'index', sortDir = 1;
   let rows = [];              // head index -> <tr>
@@ -32,10 +33,20 @@
 
   // ---- the plane ------------------------------------------------------------
 
+  // The plane the heads are placed on: their features' principal plane, or
+  // the principal plane of their unit-length attention patterns (classical
+  // scaling of the similarity matrix, computed in Rust).
+  function plane() {
+    if (placement === 'similarity' && B.similarityPlane) {
+      return { xy: B.similarityPlane.xy, explained: B.similarityPlane.explained, what: 'of the patterns' };
+    }
+    return { xy: B.clusters.xy, explained: B.clusters.explained, what: 'of the features' };
+  }
+
   // How each feature moves along the two axes (its correlation with each),
   // so the axes can be read: arrows of a biplot.
   function loadings() {
-    const xy = B.clusters.xy, n = H.count;
+    const xy = plane().xy, n = H.count;
     const out = [];
     for (const id of B.clusters.features) {
       const m = B.metric(id);
@@ -60,7 +71,7 @@
     const w = Math.max(320, scatter.parentElement.clientWidth - 24);
     const h = GG.clamp(Math.round(w * 0.9), 300, 520);
     const ctx = GG.charts.setup(scatter, w, h);
-    const xy = B.clusters.xy, n = H.count;
+    const P = plane(), xy = P.xy, n = H.count;
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (let i = 0; i < n; i++) {
       x0 = Math.min(x0, xy[2 * i]); x1 = Math.max(x1, xy[2 * i]);
@@ -82,8 +93,8 @@
     ctx.font = '11px system-ui, sans-serif';
     ctx.fillStyle = '#8793a8';
     ctx.textAlign = 'center';
-    const ex = B.clusters.explained;
-    ctx.fillText(`principal component 1 · ${GG.fmtPct(ex[0], 0)} of the variance →`, (pad.l + w - pad.r) / 2, h - 10);
+    const ex = P.explained;
+    ctx.fillText(`principal component 1 · ${GG.fmtPct(ex[0], 0)} of the variance ${P.what} →`, (pad.l + w - pad.r) / 2, h - 10);
     ctx.save();
     ctx.translate(12, (pad.t + h - pad.b) / 2);
     ctx.rotate(-Math.PI / 2);
@@ -128,7 +139,7 @@
   function nearest(ev) {
     if (!plot) return -1;
     const p = GG.charts.pointer(ev, scatter);
-    const xy = B.clusters.xy;
+    const xy = plane().xy;
     let best = -1, bd = 81;
     for (let i = 0; i < H.count; i++) {
       const d = (plot.X(xy[2 * i]) - p.x) ** 2 + (plot.Y(xy[2 * i + 1]) - p.y) ** 2;
@@ -378,6 +389,10 @@
       orderSel = GG.el('select', { id: 'cmp-order', 'aria-label': 'order of the similarity matrix',
         onchange: (e) => { order = e.target.value; drawSim(); } },
       GG.el('option', { value: 'layer', text: 'by layer' }), GG.el('option', { value: 'cluster', text: 'by cluster' }));
+      placeSel = GG.el('select', { id: 'cmp-place', 'aria-label': 'place heads by',
+        title: 'features: the principal plane of the head features; attention patterns: heads close when they attend alike (the principal plane of their unit-length patterns over all prompts)',
+        onchange: (e) => { placement = e.target.value; drawScatter(); } },
+      GG.el('option', { value: 'features', text: 'features' }), GG.el('option', { value: 'similarity', text: 'attention patterns' }));
       scatter = GG.el('canvas', { id: 'cmp-scatter', class: 'cmp-scatter' });
       legendBox = GG.el('div', { class: 'cluster-legend', id: 'cmp-legend' });
       simCanvas = GG.el('canvas', { id: 'cmp-sim', class: 'cmp-sim' });
@@ -387,7 +402,8 @@
       root.append(
         GG.el('div', { class: 'toolbar' },
           B.clusters ? GG.el('label', {}, 'Clusters k', kButtons, GG.el('span', { class: 'hint', text: 'silhouette · ★ best' })) : GG.el('span', { class: 'hint', text: 'too few heads to cluster' }),
-          B.similarity ? GG.el('label', {}, 'Similarity order', orderSel) : null,
+          B.clusters && B.similarityPlane ? GG.el('label', {}, 'Place by', placeSel) : null,
+          B.similarity ? GG.el('label', {}, 'Matrix order', orderSel) : null,
           GG.el('span', { class: 'hint', text: 'click a head anywhere to select it' })),
         GG.el('div', { class: 'scroll' },
           GG.el('div', { class: 'cmp-grid' },
@@ -424,7 +440,8 @@
         if (!plot) return null;
         const i = H.offsets[l] + h;
         const b = scatter.getBoundingClientRect();
-        return [b.left + plot.X(B.clusters.xy[2 * i]), b.top + plot.Y(B.clusters.xy[2 * i + 1])];
+        const xy = plane().xy;
+        return [b.left + plot.X(xy[2 * i]), b.top + plot.Y(xy[2 * i + 1])];
       };
       if (B.clusters) setK(B.clusters.k);
     },
