@@ -5,8 +5,10 @@
 //! architecture graph must agree with (more in `tests/graph_archs.rs`).
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use ggviz::anatomy::Anatomy;
-use ggviz::engine::{CaptureOptions, Session, SessionOptions, Trace};
+use ggviz::engine::{CaptureOptions, Trace};
 use ggviz::gguf::synthetic::{Architecture, SyntheticModel};
 use ggviz::gguf::{GgmlType, GgufFile, GgufModel};
 use ggviz::graph::{self, NodeKind};
@@ -19,15 +21,7 @@ fn trace(arch: Architecture) -> (SyntheticModel, Trace) {
         name: format!("synthetic {}", arch.name()),
         ..SyntheticModel::default()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("synthetic.gguf");
-    model.writer().write(&path).unwrap();
-    let options = SessionOptions {
-        threads: 1,
-        ..SessionOptions::default()
-    };
-    let mut session = Session::load(&path, options)
-        .unwrap_or_else(|e| panic!("llama.cpp refused {arch:?}: {e:#}"));
+    let (_dir, mut session) = common::load_synthetic(&model);
     assert_eq!(session.architecture(), arch.name());
     let trace = session.trace(PROMPT, &CaptureOptions::default()).unwrap();
     (model, trace)
@@ -162,14 +156,7 @@ fn widths_that_are_no_whole_number_of_blocks_fall_back_and_still_run() {
         f16,
         file.tensors.iter().filter(|t| t.dims.len() == 2).count()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("odd.gguf");
-    model.writer().write(&path).unwrap();
-    let options = SessionOptions {
-        threads: 1,
-        ..SessionOptions::default()
-    };
-    let mut session = Session::load(&path, options).unwrap();
+    let (_dir, mut session) = common::load_synthetic(&model);
     let trace = session.trace(PROMPT, &CaptureOptions::default()).unwrap();
     assert!(trace.logits.data.iter().all(|x| x.is_finite()));
     let worst = row_sums(&trace)

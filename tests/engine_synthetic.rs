@@ -8,23 +8,10 @@ mod common;
 mod engine_checks;
 
 use engine_checks as check;
-use ggviz::engine::{CaptureOptions, Session, SessionOptions, TokenId, Trace};
+use ggviz::engine::{CaptureOptions, Session, TokenId, Trace};
 use ggviz::gguf::synthetic::{SyntheticModel, all_f32};
 
 const PROMPT: &str = "the cat sat on the mat and the dog sat on the cat";
-
-/// Writes `model` to a temporary file and loads it.
-fn load(model: &SyntheticModel) -> (tempfile::TempDir, Session) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("synthetic.gguf");
-    model.writer().write(&path).unwrap();
-    let options = SessionOptions {
-        threads: 1,
-        ..SessionOptions::default()
-    };
-    let session = Session::load(&path, options).unwrap();
-    (dir, session)
-}
 
 fn variants() -> Vec<(&'static str, SyntheticModel)> {
     vec![
@@ -51,7 +38,7 @@ fn full_trace(session: &mut Session) -> Trace {
 
 #[test]
 fn tokens_are_the_vocabulary_words_and_round_trip() {
-    let (_dir, s) = load(&SyntheticModel::default());
+    let (_dir, s) = common::load_synthetic(&SyntheticModel::default());
     let tokens = s.tokenize("the capital of France is Paris").unwrap();
     let pieces: Vec<&str> = tokens.iter().map(|t| t.piece.as_str()).collect();
     assert_eq!(
@@ -73,7 +60,7 @@ fn tokens_are_the_vocabulary_words_and_round_trip() {
 #[test]
 fn capture_checks_hold_on_every_variant() {
     for (name, model) in variants() {
-        let (_dir, mut s) = load(&model);
+        let (_dir, mut s) = common::load_synthetic(&model);
         let trace = full_trace(&mut s);
         assert_eq!(trace.dims.n_layer, model.n_layer as usize, "{name}");
         assert!(
@@ -103,7 +90,7 @@ fn capture_checks_hold_on_every_variant() {
 #[test]
 fn ablation_checks_hold_on_every_variant() {
     for (name, model) in variants() {
-        let (_dir, mut s) = load(&model);
+        let (_dir, mut s) = common::load_synthetic(&model);
         let trace = full_trace(&mut s);
         let last = model.n_layer as usize - 1;
         let (same, changed) = check::ablation_equivalence(&mut s, &trace.token_ids(), last);
@@ -119,7 +106,7 @@ fn ablation_checks_hold_on_every_variant() {
 
 #[test]
 fn one_session_runs_prompts_of_growing_length() {
-    let (_dir, mut s) = load(&SyntheticModel::default());
+    let (_dir, mut s) = common::load_synthetic(&SyntheticModel::default());
     let short = s.trace("the cat", &CaptureOptions::default()).unwrap();
     let long_text = "the cat sat on the mat ".repeat(20);
     let long = s.trace(&long_text, &CaptureOptions::default()).unwrap();

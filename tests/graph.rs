@@ -173,15 +173,7 @@ fn block_level_is_the_residual_chain() {
 
 #[test]
 fn large_model_has_thousands_of_heads_and_a_clean_layout() {
-    let m = SyntheticModel {
-        n_layer: 80,
-        n_head: 64,
-        n_head_kv: 8,
-        // Head dim 2 keeps the file small; the structure is what counts.
-        n_embd: 128,
-        n_ff: 128,
-        ..SyntheticModel::default()
-    };
+    let m = common::large_model();
     let (_, g) = synthetic(&m);
     assert_eq!(g.nodes_of(NodeKind::Head).count(), 80 * 64);
     assert_eq!(g.nodes_of(NodeKind::KvHead).count(), 80 * 8);

@@ -246,7 +246,7 @@ fn name_clusters(centroids: &Array2<f64>) -> Vec<(usize, f32, String)> {
 }
 
 /// Projects centred rows on the two leading principal components.
-fn principal_plane(z: &Array2<f64>) -> (Vec<[f32; 2]>, [f32; 2]) {
+pub(crate) fn principal_plane(z: &Array2<f64>) -> (Vec<[f32; 2]>, [f32; 2]) {
     let n = z.nrows().max(2) as f64;
     let cov = z.t().dot(z) / (n - 1.0);
     let Ok((values, vectors)) = cov.eigh() else {

@@ -316,22 +316,9 @@ async fn hostile_strings_in_the_model_are_shown_as_text_and_never_run() {
     b.finish().await;
 }
 
-/// The synthetic 80-layer, 64-head model (5,120 heads) of the frame-rate
-/// figure; head dim 2 keeps the file small, the graph is full size.
+/// The large model of the frame-rate figure, written into `dir`.
 fn large_model(dir: &Path) -> PathBuf {
-    synthetic(
-        dir,
-        "large-80x64.gguf",
-        &SyntheticModel {
-            name: "synthetic 80 layers × 64 heads".into(),
-            n_layer: 80,
-            n_head: 64,
-            n_head_kv: 8,
-            n_embd: 128,
-            n_ff: 128,
-            ..SyntheticModel::default()
-        },
-    )
+    synthetic(dir, "large-80x64.gguf", &common::large_model())
 }
 
 /// Expands every layer, optionally zooms out to the whole model, then pans

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use ggviz::engine::{Session, SessionOptions};
+use ggviz::gguf::synthetic::SyntheticModel;
+
 /// The SmolLM2 test model, fetched by `scripts/fetch-test-model.sh` (which
 /// `make test` and `.ci/run` call first). `GGVIZ_TEST_MODEL` overrides it.
 pub fn smollm2() -> PathBuf {
@@ -28,4 +31,37 @@ pub fn test_threads() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2)
+}
+
+/// Writes `model` to a temporary file and loads it in llama.cpp on one
+/// thread; the folder lives as long as the returned guard.
+pub fn load_synthetic(model: &SyntheticModel) -> (tempfile::TempDir, Session) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("synthetic.gguf");
+    model
+        .writer()
+        .write(&path)
+        .expect("synthetic model written");
+    let options = SessionOptions {
+        threads: 1,
+        ..SessionOptions::default()
+    };
+    let session = Session::load(&path, options)
+        .unwrap_or_else(|e| panic!("llama.cpp refused {}: {e:#}", model.architecture.name()));
+    (dir, session)
+}
+
+/// The synthetic 80-layer, 64-head model (5,120 query heads, 8 KV heads a
+/// layer) of the large-model tests and the frame-rate figure; head dim 2
+/// keeps the file small, the graph is full size.
+pub fn large_model() -> SyntheticModel {
+    SyntheticModel {
+        name: "synthetic 80 layers × 64 heads".into(),
+        n_layer: 80,
+        n_head: 64,
+        n_head_kv: 8,
+        n_embd: 128,
+        n_ff: 128,
+        ..SyntheticModel::default()
+    }
 }
