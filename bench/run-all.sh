@@ -8,6 +8,8 @@ echo "== inspect --json vs the PyPI gguf reader"
 python3 bench/inspect_vs_gguf_py.py
 echo "== capture overhead (128-token prompt, 2 threads)"
 GGVIZ_BENCH_RUNS=${GGVIZ_BENCH_RUNS:-9} cargo bench --quiet --bench capture_overhead
+echo "== logit lens product: ggml on the analytics device vs f32 sgemm"
+MATMUL_NUM_THREADS=2 GGVIZ_BENCH_RUNS=${GGVIZ_BENCH_RUNS:-9} cargo bench --quiet --bench lens_product
 echo "== peak memory of ggviz run"
 bench/peak_memory.sh 2
 echo "== ggviz build time and page size"

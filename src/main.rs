@@ -71,6 +71,11 @@ struct BuildArgs {
     /// in next-token loss (one extra forward pass per head and prompt).
     #[arg(long)]
     ablation: bool,
+    /// Where the analytics' matrix products run (the logit lens over every
+    /// layer): cpu or cuda:N (default: the model's --device). With two GPUs,
+    /// `--device cuda:0 --analytics-device cuda:1` keeps them apart.
+    #[arg(long, value_name = "DEVICE", value_parser = parse_supported)]
+    analytics_device: Option<Device>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -205,6 +210,7 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
             prompts: prompts::select(&args.prompts, args.prompts_file.as_deref())?,
             session: args.engine.session(),
             ablation: args.ablation,
+            analytics_device: args.analytics_device,
         })
     };
     let progress = indicatif::ProgressBar::new_spinner();

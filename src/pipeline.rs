@@ -16,9 +16,9 @@ use crate::analysis::behaviour::{Analyser, Behaviour, PromptKind, next_token_los
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
 use crate::engine::{
-    CaptureOptions, EngineError, HeadCapture, Intervention, Session, SessionOptions, TokenId,
+    CaptureOptions, Device, EngineError, HeadCapture, Intervention, Session, SessionOptions,
+    TokenId,
 };
-use crate::gguf::GgmlType;
 use crate::report::ModelInfo;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
 use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
@@ -31,6 +31,9 @@ pub struct InferenceOptions {
     /// Measure each head's importance by zeroing it (one extra forward pass
     /// per head and prompt).
     pub ablation: bool,
+    /// Where the analytics' matrix products run (the logit lens); `None`:
+    /// where the model runs.
+    pub analytics_device: Option<Device>,
 }
 
 /// What `ggviz build` was asked to do.
@@ -153,9 +156,7 @@ fn behaviour(
     let load = Instant::now();
     let mut session = Session::load(path, opts.session).map_err(engine_err)?;
     let head_name = session.output_weight_name();
-    let head_weight = session.dequantize(head_name).map_err(engine_err)?;
     let gguf = session.gguf();
-    let head_type = gguf.tensor(head_name).map(|t| t.ggml_type);
     let has = |name: &str| gguf.tensor(name).is_some();
     let (norm_weight, norm_bias) = (has("output_norm.weight"), has("output_norm.bias"));
     let norm_weight = if norm_weight {
@@ -172,11 +173,17 @@ fn behaviour(
     } else {
         None
     };
-    t.stages.push(("load", ms(load)));
-
     let hp = &model.hparams;
     let dims = session.dims(1);
     let (n_layer, n_head, n_embd, n_vocab) = (dims.n_layer, dims.n_head, dims.n_embd, dims.n_vocab);
+    // The head stays as stored (quantized) and goes to the analytics device,
+    // where ggml multiplies by it as llama.cpp does for the real output.
+    let analytics_device = opts.analytics_device.unwrap_or(opts.session.device);
+    let head_matrix = session
+        .device_matrix(head_name, analytics_device, n_embd, n_vocab)
+        .map_err(engine_err)?;
+    t.stages.push(("load", ms(load)));
+
     let ones = vec![1f32; n_embd];
     let mut notes = Vec::new();
     let norm = match (&norm_weight, hp.norm_rms_eps, hp.norm_eps) {
@@ -188,29 +195,13 @@ fn behaviour(
             NormKind::Rms
         }
     };
-    // On the CPU, llama.cpp rounds activations to the weight's dot type
-    // before the output product; the lens does the same, so its last layer
-    // reproduces llama.cpp's logits.
-    let rounding_type: Option<GgmlType> = head_type.filter(|&ty| {
-        opts.session.device == crate::engine::Device::Cpu
-            && crate::engine::ffi::round_like_cpu_matmul(ty, n_embd, &mut vec![0.0; n_embd]).is_ok()
-    });
-    let round = move |x: &mut [f32]| {
-        if let Some(ty) = rounding_type {
-            // Checked above on a row of the same length.
-            let _ = crate::engine::ffi::round_like_cpu_matmul(ty, x.len(), x);
-        }
-    };
     let head = OutputHead {
-        weight: &head_weight,
-        n_vocab,
-        n_embd,
+        product: Box::new(head_matrix),
         norm_weight: norm_weight.as_deref().unwrap_or(&ones),
         norm_bias: norm_bias.as_deref(),
         norm,
         eps: hp.norm_rms_eps.or(hp.norm_eps).unwrap_or(1e-5) as f32,
         softcap: hp.final_logit_softcapping.map(|c| c as f32),
-        round: Some(&round),
     };
     let mut analyser = Analyser::new(head, n_layer, n_head);
     let capture = CaptureOptions {
@@ -237,7 +228,9 @@ fn behaviour(
         let trace = session.trace_ids(&ids, &capture).map_err(prompt_err)?;
         inference_ms += ms(run);
         let analyse = Instant::now();
-        analyser.add(&p.name, kind, p.text.as_deref(), &trace);
+        analyser
+            .add(&p.name, kind, p.text.as_deref(), &trace)
+            .map_err(prompt_err)?;
         analytics_ms += ms(analyse);
         all_ids.push(ids);
     }

@@ -29,6 +29,7 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
                 ..SessionOptions::default()
             },
             ablation,
+            analytics_device: None,
         }),
     };
     let (summary, times) = pipeline::build(&opts, &indicatif::ProgressBar::hidden()).unwrap();
@@ -129,7 +130,9 @@ fn last_lens_row_is_the_model_prediction() {
     let b = &v["behaviour"];
     for p in b["prompts"].as_array().unwrap() {
         let t = p["n_tokens"].as_u64().unwrap() as usize;
-        assert!(p["lens_error"].as_f64().unwrap() < 1e-2, "{}", p["name"]);
+        // The lens multiplies with llama.cpp's own kernel on the same
+        // device: its last row is llama.cpp's logits, to rounding.
+        assert!(p["lens_error"].as_f64().unwrap() < 1e-3, "{}", p["name"]);
         let lens_ids = unpack(&p["lens"]["top_ids"]);
         let lens_rank = unpack(&p["lens"]["target_rank"]);
         let pred_ids = unpack(&p["prediction"]["top_ids"]);

@@ -345,4 +345,26 @@ fn the_cli_builds_a_site_and_reports_failures_with_causes() {
         out.join("index.html").is_file(),
         "the previous site is kept"
     );
+
+    // An analytics device this build or machine does not have is refused
+    // (by the argument parser without the cuda feature, at load with it).
+    let far = Command::new(bin)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(common::smollm2())
+        .args(["--prompt", "Hi", "--analytics-device", "cuda:9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&far.stderr);
+    if cfg!(feature = "cuda") {
+        assert_eq!(far.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("`cuda:9` not found"), "{stderr}");
+    } else {
+        assert_eq!(far.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--analytics-device") && stderr.contains("built without it"),
+            "{stderr}"
+        );
+    }
+    assert!(read(out.join("index.html")).contains("CLI site"));
 }

@@ -10,7 +10,7 @@
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::engine::{Token, Trace};
+use crate::engine::{EngineError, Token, Trace};
 
 use super::clusters::{self, Clustering};
 use super::heads::{HeadAccumulator, HeadFeatures, LayerAttention, induction_targets};
@@ -164,8 +164,15 @@ impl<'a> Analyser<'a> {
         }
     }
 
-    /// Takes in one prompt's trace.
-    pub fn add(&mut self, name: &str, kind: PromptKind, text: Option<&str>, trace: &Trace) {
+    /// Takes in one prompt's trace. Fails only when the lens's product
+    /// fails on the analytics device.
+    pub fn add(
+        &mut self,
+        name: &str,
+        kind: PromptKind,
+        text: Option<&str>,
+        trace: &Trace,
+    ) -> Result<(), EngineError> {
         let t = trace.tokens.len();
         let ids: Vec<i32> = trace.tokens.iter().map(|tok| tok.id).collect();
         let targets = induction_targets(&ids);
@@ -201,7 +208,7 @@ impl<'a> Analyser<'a> {
         let n_vocab = trace.logits.cols;
         let prediction_targets: Vec<u32> =
             (0..t).map(|i| argmax(trace.logits.row(i)) as u32).collect();
-        let (lens, lens_error) = self.lens(trace, &prediction_targets);
+        let (lens, lens_error) = self.lens(trace, &prediction_targets)?;
         let prediction = (0..t)
             .map(|i| super::lens::cell(trace.logits.row(i), prediction_targets[i]))
             .collect();
@@ -218,6 +225,7 @@ impl<'a> Analyser<'a> {
             loss: next_token_loss(&trace.logits.data, n_vocab, &ids),
             missing: trace.missing.clone(),
         });
+        Ok(())
     }
 
     fn tracker(&self, trace: &Trace) -> Tracker {
@@ -272,9 +280,13 @@ impl<'a> Analyser<'a> {
 
     /// The lens over every layer and position, and how far the last layer's
     /// lens logits are from llama.cpp's.
-    fn lens(&self, trace: &Trace, targets: &[u32]) -> (Vec<LensCell>, f32) {
+    fn lens(
+        &mut self,
+        trace: &Trace,
+        targets: &[u32],
+    ) -> Result<(Vec<LensCell>, f32), EngineError> {
         let t = trace.tokens.len();
-        let (e, v) = (self.head.n_embd, self.head.n_vocab);
+        let (e, v) = (self.head.n_embd(), self.head.n_vocab());
         let mut cells = Vec::with_capacity(self.n_layer * t);
         let mut logits = vec![0f32; LENS_CHUNK * v];
         let mut hidden = Vec::with_capacity(LENS_CHUNK * e);
@@ -292,7 +304,7 @@ impl<'a> Analyser<'a> {
                     _ => hidden.extend(std::iter::repeat_n(f32::NAN, e)),
                 }
             }
-            self.head.logits(&hidden, &mut logits);
+            self.head.logits(&hidden, &mut logits)?;
             for (r, &(l, tok)) in chunk.iter().enumerate() {
                 let row = &logits[r * v..(r + 1) * v];
                 cells.push(super::lens::cell(row, targets[tok]));
@@ -308,7 +320,7 @@ impl<'a> Analyser<'a> {
                 }
             }
         }
-        (cells, error)
+        Ok((cells, error))
     }
 
     /// Clusters and compares the heads; `ablation` holds the measured loss

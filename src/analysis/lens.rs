@@ -7,9 +7,10 @@
 //! logits, which the tests check; applied to earlier layers it shows how the
 //! prediction forms (nostalgebraist, "interpreting GPT: the logit lens", 2020).
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use serde::Serialize;
+
+use crate::engine::EngineError;
+use crate::engine::ffi::DeviceMatrix;
 
 /// How the output norm normalises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,37 +23,55 @@ pub enum NormKind {
     Identity,
 }
 
-/// Rounds normalised activations the way the runtime's matrix product does
-/// before it multiplies (llama.cpp's CPU kernels quantize them to the
-/// weight type's `vec_dot_type`), so the lens computes what llama.cpp does.
-pub type ActivationRounding<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+/// The output head's matrix product, wherever it runs.
+pub trait Unembedding {
+    /// Rows of the head: the vocabulary.
+    fn n_vocab(&self) -> usize;
+    /// Width of a hidden state.
+    fn n_embd(&self) -> usize;
+    /// `out` (`rows × n_vocab`) = the normalised rows `x` (`rows × n_embd`)
+    /// times the head.
+    fn product(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), EngineError>;
+}
 
-/// The model's output norm and head, dequantized to f32.
-#[derive(Clone, Copy)]
+/// The head as stored in the file, on the analytics device, multiplied by
+/// ggml's own kernel: on the CPU it rounds the activations to the weight
+/// type's dot type exactly as llama.cpp's output product does, and on a GPU
+/// it computes what llama.cpp's GPU kernels compute.
+impl Unembedding for DeviceMatrix {
+    fn n_vocab(&self) -> usize {
+        self.n_out()
+    }
+
+    fn n_embd(&self) -> usize {
+        self.n_in()
+    }
+
+    fn product(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
+        DeviceMatrix::product(self, x, out)
+    }
+}
+
+/// The model's output norm and head.
 pub struct OutputHead<'a> {
-    /// Output head, `n_vocab` rows of `n_embd` (GGUF `[n_embd, n_vocab]`).
-    pub weight: &'a [f32],
-    pub n_vocab: usize,
-    pub n_embd: usize,
+    /// The head's product (`n_vocab` rows of `n_embd`, GGUF `[n_embd, n_vocab]`).
+    pub product: Box<dyn Unembedding + 'a>,
     pub norm_weight: &'a [f32],
     pub norm_bias: Option<&'a [f32]>,
     pub norm: NormKind,
     pub eps: f32,
     /// Gemma 2's `final_logit_softcapping`: logits = c · tanh(logits / c).
     pub softcap: Option<f32>,
-    /// Applied to each normalised row before the product, when set.
-    pub round: Option<ActivationRounding<'a>>,
 }
 
 impl std::fmt::Debug for OutputHead<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutputHead")
-            .field("n_vocab", &self.n_vocab)
-            .field("n_embd", &self.n_embd)
+            .field("n_vocab", &self.n_vocab())
+            .field("n_embd", &self.n_embd())
             .field("norm", &self.norm)
             .field("eps", &self.eps)
             .field("softcap", &self.softcap)
-            .field("round", &self.round.is_some())
             .finish()
     }
 }
@@ -75,6 +94,16 @@ pub struct LensCell {
 const CHUNK: usize = 32;
 
 impl OutputHead<'_> {
+    /// Rows of the head: the vocabulary.
+    pub fn n_vocab(&self) -> usize {
+        self.product.n_vocab()
+    }
+
+    /// Width of a hidden state.
+    pub fn n_embd(&self) -> usize {
+        self.product.n_embd()
+    }
+
     /// Normalises one hidden state as the output norm does.
     pub fn normalise(&self, x: &[f32], out: &mut [f32]) {
         if self.norm == NormKind::Identity {
@@ -98,46 +127,38 @@ impl OutputHead<'_> {
 
     /// Logits for `rows` hidden states (`rows × n_embd`), written to `out`
     /// (`rows × n_vocab`).
-    pub fn logits(&self, hidden: &[f32], out: &mut [f32]) {
-        let (e, v) = (self.n_embd, self.n_vocab);
-        let rows = hidden.len() / e;
-        let mut normed = Array2::<f32>::zeros((rows, e));
-        for (r, mut row) in normed.rows_mut().into_iter().enumerate() {
-            if let Some(dst) = row.as_slice_mut() {
-                self.normalise(&hidden[r * e..(r + 1) * e], dst);
-                if let Some(round) = self.round {
-                    round(dst);
-                }
+    pub fn logits(&mut self, hidden: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
+        let e = self.n_embd();
+        let mut normed = vec![0f32; hidden.len()];
+        for (x, dst) in hidden.chunks_exact(e).zip(normed.chunks_exact_mut(e)) {
+            self.normalise(x, dst);
+        }
+        self.product.product(&normed, out)?;
+        if let Some(c) = self.softcap {
+            let rows = hidden.len() / e;
+            for l in &mut out[..rows * self.n_vocab()] {
+                *l = c * (*l / c).tanh();
             }
         }
-        let (Ok(weight), Ok(mut logits)) = (
-            ArrayView2::from_shape((v, e), &self.weight[..v * e]),
-            ArrayViewMut2::from_shape((rows, v), &mut out[..rows * v]),
-        ) else {
-            return;
-        };
-        // One product per chunk (ndarray hands it to matrixmultiply's sgemm).
-        general_mat_mul(1.0, &normed, &weight.t(), 0.0, &mut logits);
-        if let Some(c) = self.softcap {
-            logits.mapv_inplace(|l| c * (l / c).tanh());
-        }
+        Ok(())
     }
 
     /// The lens for each row of `hidden`, with `targets[r]` the token whose
     /// rank and probability are reported.
-    pub fn lens(&self, hidden: &[f32], targets: &[u32]) -> Vec<LensCell> {
-        let rows = hidden.len() / self.n_embd;
+    pub fn lens(&mut self, hidden: &[f32], targets: &[u32]) -> Result<Vec<LensCell>, EngineError> {
+        let (e, v) = (self.n_embd(), self.n_vocab());
+        let rows = hidden.len() / e;
         let mut cells = Vec::with_capacity(rows);
-        let mut logits = vec![0f32; CHUNK * self.n_vocab];
+        let mut logits = vec![0f32; CHUNK * v];
         for start in (0..rows).step_by(CHUNK) {
             let end = (start + CHUNK).min(rows);
-            self.logits(&hidden[start * self.n_embd..end * self.n_embd], &mut logits);
+            self.logits(&hidden[start * e..end * e], &mut logits)?;
             for r in start..end {
-                let row = &logits[(r - start) * self.n_vocab..(r - start + 1) * self.n_vocab];
+                let row = &logits[(r - start) * v..(r - start + 1) * v];
                 cells.push(cell(row, targets.get(r).copied().unwrap_or(0)));
             }
         }
-        cells
+        Ok(cells)
     }
 }
 
@@ -168,31 +189,46 @@ pub fn cell(logits: &[f32], target: u32) -> LensCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Device;
+    use crate::gguf::GgmlType;
+
+    /// The head as f32 on the CPU through ggml.
+    fn head(weight: &[f32], n_vocab: usize, n_embd: usize) -> Box<dyn Unembedding> {
+        let bytes: Vec<u8> = weight.iter().flat_map(|w| w.to_le_bytes()).collect();
+        Box::new(
+            DeviceMatrix::upload(
+                Device::Cpu,
+                "head",
+                GgmlType::F32,
+                &bytes,
+                n_embd,
+                n_vocab,
+                1,
+            )
+            .unwrap(),
+        )
+    }
 
     #[test]
     fn lens_matches_a_direct_computation() {
         // Vocabulary of 3, embedding of 2; RMS norm with unit weights.
-        let weight = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let head = OutputHead {
-            weight: &weight,
-            n_vocab: 3,
-            n_embd: 2,
+        let mut head = OutputHead {
+            product: head(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 3, 2),
             norm_weight: &[1.0, 1.0],
             norm_bias: None,
             norm: NormKind::Rms,
             eps: 0.0,
             softcap: None,
-            round: None,
         };
         let hidden = [3.0f32, 0.0, 0.0, -2.0];
         let mut out = [0f32; 6];
-        head.logits(&hidden, &mut out);
+        head.logits(&hidden, &mut out).unwrap();
         let r = 2f32.sqrt();
         let expect = [r, 0.0, r, 0.0, -r, -r];
         for (a, b) in out.iter().zip(expect) {
             assert!((a - b).abs() < 1e-5, "{out:?}");
         }
-        let cells = head.lens(&hidden, &[1, 0]);
+        let cells = head.lens(&hidden, &[1, 0]).unwrap();
         assert_eq!(cells[0].target_rank, 2);
         assert_eq!(cells[0].top.len(), 3);
         assert!(cells[0].top[0].1 >= cells[0].top[1].1);
@@ -203,21 +239,36 @@ mod tests {
     }
 
     #[test]
+    fn layer_norm_subtracts_the_mean_and_adds_the_bias() {
+        let mut head = OutputHead {
+            product: head(&[1.0, 0.0, 0.0, 1.0], 2, 2),
+            norm_weight: &[2.0, 1.0],
+            norm_bias: Some(&[0.5, -0.5]),
+            norm: NormKind::Layer,
+            eps: 0.0,
+            softcap: None,
+        };
+        // mean 2, variance 1: normalised (−1, 1), then · w + b.
+        let mut out = [0f32; 2];
+        head.logits(&[1.0, 3.0], &mut out).unwrap();
+        assert!(
+            (out[0] + 1.5).abs() < 1e-5 && (out[1] - 0.5).abs() < 1e-5,
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn softcap_bounds_logits() {
-        let weight = [100.0f32];
-        let head = OutputHead {
-            weight: &weight,
-            n_vocab: 1,
-            n_embd: 1,
+        let mut head = OutputHead {
+            product: head(&[100.0], 1, 1),
             norm_weight: &[1.0],
             norm_bias: None,
             norm: NormKind::Rms,
             eps: 0.0,
             softcap: Some(30.0),
-            round: None,
         };
         let mut out = [0f32];
-        head.logits(&[1.0], &mut out);
+        head.logits(&[1.0], &mut out).unwrap();
         assert!((out[0] - 30.0 * (100.0f32 / 30.0).tanh()).abs() < 1e-4);
     }
 }

@@ -45,7 +45,11 @@ pub(crate) struct TensorBytes {
 }
 
 impl TensorBytes {
-    fn read(&mut self, gguf: &GgufModel, info: &TensorInfo) -> Result<&[u8], EngineError> {
+    pub(crate) fn read(
+        &mut self,
+        gguf: &GgufModel,
+        info: &TensorInfo,
+    ) -> Result<&[u8], EngineError> {
         let err = |reason: String| EngineError::Tensor {
             name: info.name.clone(),
             reason,

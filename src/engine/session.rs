@@ -17,7 +17,7 @@ use super::capture::{
 };
 use super::device::Device;
 use super::error::EngineError;
-use super::ffi::{Context, ContextParams, Model, ModelParams, TokenId};
+use super::ffi::{Context, ContextParams, DeviceMatrix, Model, ModelParams, TokenId};
 use super::heads::{self, HeadProjector, TensorBytes};
 use super::observer::{Captured, Capturer, Node, RESULT_NORM};
 use crate::anatomy::Anatomy;
@@ -221,12 +221,46 @@ impl Session {
     }
 
     /// Dequantizes tensor `name` of the file to f32 with ggml's own
-    /// dequantizer: the weights llama.cpp computes with (the output head,
-    /// the output norm, embeddings, for the logit lens and other analyses).
+    /// dequantizer: the weights llama.cpp computes with (the output norm for
+    /// the logit lens, weights for checks). Large matrices that analyses
+    /// multiply by go to [`Session::device_matrix`] instead.
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, EngineError> {
         let mut out = Vec::new();
         heads::dequantize_tensor(&self.gguf, name, &mut TensorBytes::default(), &mut out)?;
         Ok(out)
+    }
+
+    /// Tensor `name` (`n_out` rows of `n_in`, as GGUF's `[n_in, n_out]`)
+    /// copied as stored to `device`, for products with ggml's own kernels
+    /// there; the CPU backend uses this session's thread count.
+    pub fn device_matrix(
+        &self,
+        name: &str,
+        device: Device,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<DeviceMatrix, EngineError> {
+        let info = self.gguf.tensor(name).ok_or_else(|| EngineError::Tensor {
+            name: name.to_string(),
+            reason: "not in the file".into(),
+        })?;
+        if info.dims != [n_in as u64, n_out as u64] {
+            return Err(EngineError::Tensor {
+                name: name.to_string(),
+                reason: format!("shape {:?}, expected [{n_in}, {n_out}]", info.dims),
+            });
+        }
+        let mut bytes = TensorBytes::default();
+        let data = bytes.read(&self.gguf, info)?;
+        DeviceMatrix::upload(
+            device,
+            name,
+            info.ggml_type,
+            data,
+            n_in,
+            n_out,
+            self.threads,
+        )
     }
 
     /// The output head's tensor: `output.weight`, or the token embeddings

@@ -36,6 +36,7 @@ fn behaviour_page() -> &'static Path {
                     ..SessionOptions::default()
                 },
                 ablation: false,
+                analytics_device: None,
             }),
         };
         let (summary, _) = pipeline::build(&opts, &indicatif::ProgressBar::hidden())

@@ -1,5 +1,6 @@
 //! The safe wrapper around llama.cpp: the only module of ggviz's engine
-//! with `unsafe` (split by what it wraps: [`model`], [`context`], [`ggml`]).
+//! with `unsafe` (split by what it wraps: [`model`], [`context`], [`ggml`],
+//! [`matmul`]).
 //!
 //! It covers exactly what the engine needs and no more: backend start-up with
 //! llama.cpp's log routed into `tracing`, model load (memory-mapped), vocab
@@ -17,6 +18,7 @@
 
 pub mod context;
 pub mod ggml;
+pub mod matmul;
 pub mod model;
 
 use std::cell::RefCell;
@@ -32,6 +34,7 @@ use super::error::DeviceError;
 
 pub use context::{Context, ContextParams, EvalObserver, ObservedTensor};
 pub use ggml::{dequantize, round_like_cpu_matmul};
+pub use matmul::DeviceMatrix;
 pub use model::{Model, ModelParams};
 
 /// A token id, as llama.cpp types it.

@@ -1,0 +1,205 @@
+//! The logit lens's matrix product on SmolLM2: real hidden states (30 layers
+//! × the first 32 tokens of `prompt-128.txt` = 960 rows of 576, through the
+//! output norm) times the 49152-row output head, in batches of 64 rows as the
+//! analyser takes them, two ways in one run:
+//!
+//! - ggml: the head as stored in the file (Q8_0, 28.7 MiB) on the analytics
+//!   device (`DeviceMatrix`, CPU here), multiplied by ggml's own `mul_mat`,
+//!   the kernel llama.cpp uses for the model's real output;
+//! - f32 sgemm: the head dequantized to f32 (108 MiB) and multiplied with
+//!   matrixmultiply's sgemm through ndarray, as a numpy notebook does (and as
+//!   ggviz did before the analytics device).
+//!
+//! matrixmultiply takes its thread count from `MATMUL_NUM_THREADS` (else
+//! the physical cores); `bench/run-all.sh` sets it to the same 2 threads.
+//!
+//! `cargo bench --bench lens_product` prints both medians, their ratio and
+//! how far the two products are apart. Under `cargo test` (no `--bench`) it
+//! runs one batch of each. Both modes check that the two agree and that
+//! ggml's last-layer rows reproduce llama.cpp's logits. `GGVIZ_TEST_MODEL`
+//! overrides the model, `GGVIZ_BENCH_THREADS` the threads (default 2) and
+//! `GGVIZ_BENCH_RUNS` the timed runs of each.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ggviz::engine::ffi::{DeviceMatrix, dequantize};
+use ggviz::engine::{CaptureOptions, Device, Session, SessionOptions, TokenId};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+const BATCH: usize = 64;
+const PROMPT: &str = include_str!("prompt-128.txt");
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+fn run() -> Result<(), String> {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let model = std::env::var_os("GGVIZ_TEST_MODEL").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    );
+    let threads = env_usize("GGVIZ_BENCH_THREADS", 2);
+    let runs = if benching {
+        env_usize("GGVIZ_BENCH_RUNS", 5).max(1)
+    } else {
+        1
+    };
+    let options = SessionOptions {
+        threads,
+        ..SessionOptions::default()
+    };
+    let mut session = Session::load(&model, options).map_err(|e| e.to_string())?;
+    // Real hidden states: the first 32 tokens of the 128-token prompt.
+    let tokens = session
+        .tokenize(PROMPT.trim_end())
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<TokenId> = tokens.iter().take(32).map(|t| t.id).collect();
+    let capture = CaptureOptions {
+        hidden: true,
+        ..CaptureOptions::logits_only()
+    };
+    let trace = session
+        .trace_ids(&ids, &capture)
+        .map_err(|e| e.to_string())?;
+    let name = session.output_weight_name();
+    let gguf = session.gguf();
+    let info = gguf.tensor(name).ok_or("no output head")?;
+    let bytes = gguf.tensor_data(info).ok_or("head data outside the file")?;
+    let [e, v] = info.dims[..] else {
+        return Err(format!("{name} is not 2-D"));
+    };
+    let (e, v) = (e as usize, v as usize);
+    // The output norm (RMS, as SmolLM2's), applied as the lens does.
+    let norm = session
+        .dequantize("output_norm.weight")
+        .map_err(|e| e.to_string())?;
+    let eps = 1e-5f32;
+    let mut x = Vec::new();
+    for layer in &trace.layers {
+        let hidden = layer.hidden.as_ref().ok_or("no hidden state captured")?;
+        for r in 0..ids.len() {
+            let row = hidden.row(r);
+            let scale = 1.0 / (row.iter().map(|a| a * a).sum::<f32>() / e as f32 + eps).sqrt();
+            x.extend(row.iter().zip(&norm).map(|(a, w)| a * scale * w));
+        }
+    }
+    let layers = trace.layers.len();
+    let x = if benching {
+        x
+    } else {
+        x[x.len() - BATCH * e..].to_vec()
+    };
+    let rows = x.len() / e;
+    let mut dense = vec![0f32; e * v];
+    dequantize(info.ggml_type, bytes, &mut dense)?;
+    let weight = ArrayView2::from_shape((v, e), &dense).map_err(|e| e.to_string())?;
+    let mut matrix = DeviceMatrix::upload(Device::Cpu, name, info.ggml_type, bytes, e, v, threads)
+        .map_err(|e| e.to_string())?;
+    let (mut out_ggml, mut out_dense) = (vec![0f32; BATCH * v], vec![0f32; BATCH * v]);
+    let (mut t_ggml, mut t_dense) = (Vec::new(), Vec::new());
+    let (mut diff, mut total) = (0f64, 0f64);
+    let mut vs_llama = [0f64; 2];
+    for run in 0..runs {
+        let start = Instant::now();
+        for chunk in x.chunks(BATCH * e) {
+            matrix
+                .product(chunk, &mut out_ggml)
+                .map_err(|e| e.to_string())?;
+        }
+        t_ggml.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        for chunk in x.chunks(BATCH * e) {
+            let n = chunk.len() / e;
+            let a = ArrayView2::from_shape((n, e), chunk).map_err(|e| e.to_string())?;
+            let mut c = ArrayViewMut2::from_shape((n, v), &mut out_dense[..n * v])
+                .map_err(|e| e.to_string())?;
+            general_mat_mul(1.0, &a, &weight.t(), 0.0, &mut c);
+        }
+        t_dense.push(start.elapsed().as_secs_f64() * 1e3);
+        if run == 0 {
+            // The last batch of each: the last two layers' rows, compared
+            // with each other, and the last layer's with llama.cpp's logits.
+            for (a, b) in out_ggml.iter().zip(&out_dense) {
+                diff += f64::from(a - b).powi(2);
+                total += f64::from(*b).powi(2);
+            }
+            let last = &trace.logits.data[..ids.len() * v];
+            let tail = (BATCH - ids.len()) * v..BATCH * v;
+            vs_llama = [&out_ggml[tail.clone()], &out_dense[tail]].map(|ours| {
+                let d: f64 = ours
+                    .iter()
+                    .zip(last)
+                    .map(|(a, b)| f64::from(a - b).powi(2))
+                    .sum();
+                let n: f64 = last.iter().map(|b| f64::from(*b).powi(2)).sum();
+                (d / n).sqrt()
+            });
+        }
+    }
+    let rel = (diff / total).sqrt();
+    println!(
+        "lens product, {rows} rows ({layers} layers × {} tokens, real hidden states) × {name} [{e}, {v}] {}, batches of {BATCH}, {threads} threads",
+        ids.len(),
+        info.ggml_type.name()
+    );
+    println!(
+        "  ggml mul_mat, stored type on the CPU backend: {:>8.1} ms  (weights {:.1} MiB)",
+        median(t_ggml.clone()),
+        mib(bytes.len())
+    );
+    println!(
+        "  f32 sgemm over the dequantized head:          {:>8.1} ms  (weights {:.1} MiB)",
+        median(t_dense.clone()),
+        mib(dense.len() * 4)
+    );
+    println!(
+        "  ggml is {:.2}× faster; ‖ggml − f32‖/‖f32‖ = {rel:.2e} (ggml rounds the activations as llama.cpp does)",
+        median(t_dense) / median(t_ggml)
+    );
+    println!(
+        "  last layer vs llama.cpp's own logits: ggml {:.2e}, f32 sgemm {:.2e}",
+        vs_llama[0], vs_llama[1]
+    );
+    // Activation rounding moves logits by well under 1%; anything larger is a
+    // wrong product.
+    if rel.is_nan() || rel >= 1e-2 {
+        return Err(format!("the two products disagree: {rel:.3e}"));
+    }
+    // ggml's product is llama.cpp's own: the last layer reproduces its logits.
+    if vs_llama[0].is_nan() || vs_llama[0] >= 1e-3 {
+        return Err(format!(
+            "ggml's lens is {:.3e} from llama.cpp's logits",
+            vs_llama[0]
+        ));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lens_product: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
