@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `ggviz build` on the SmolLM2 test model: wall time and page size, structure
 # only (--no-inference) and with the bundled prompts (inference + analytics),
-# 3 runs each, with ggviz's own per-stage times of the last run.
+# 3 runs each, with ggviz's own per-stage times of the last run and the
+# largest peak RSS of the three (from /usr/bin/time).
 # Targets (issues 3 and 5): structure only under 1 s and a page under 1.5 MB;
 # with inference under 15 s and a page under 4 MB.
 set -euo pipefail
@@ -13,17 +14,21 @@ trap 'rm -rf "$tmp"' EXIT
 for mode in "--no-inference" ""; do
   label=${mode:-"with inference"}
   times=()
+  rss=0
   for run in 1 2 3; do
     rm -rf "$tmp/site"
     start=$(date +%s%N)
     # shellcheck disable=SC2086
-    target/release/ggviz build "$model" -o "$tmp/site" $mode 2>"$tmp/log"
+    /usr/bin/time -f %M -o "$tmp/rss" target/release/ggviz build "$model" -o "$tmp/site" $mode 2>"$tmp/log"
     end=$(date +%s%N)
+    kib=$(tail -1 "$tmp/rss")
+    ((kib > rss)) && rss=$kib
     ms=$(((end - start) / 1000000))
     times+=("$((ms / 1000)).$(printf '%03d' $((ms % 1000)))")
   done
   page=$(find "$tmp/site" -mindepth 2 -name index.html -not -path "*/docs/*" | head -1)
   median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
-  printf '%-16s median %s s (runs: %s), page %s bytes\n' "$label" "$median" "${times[*]}" "$(stat -c %s "$page")"
+  printf '%-16s median %s s (runs: %s), page %s bytes, peak RSS %s MiB\n' "$label" "$median" "${times[*]}" \
+    "$(stat -c %s "$page")" "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
   grep -E "index.html" "$tmp/log" | sed 's/^/    /'
 done
