@@ -58,13 +58,25 @@ if { [ "$major" -lt 12 ] || { [ "$major" -eq 12 ] && [ "$minor" -lt 6 ]; }; } &&
 fi
 echo "CUDA $major.$minor, CUDAARCHS=$CUDAARCHS${CUDAHOSTCXX:+, host compiler $CUDAHOSTCXX}" >&2
 
+# llama-cpp-sys-2 looks for the static CUDA libraries only under
+# $CUDA_LIBRARY_PATH/lib64 (and /usr/local/cuda, /opt/cuda); Debian keeps
+# them with the system's libraries.
+mkdir -p target/cuda
+if [ -z "${CUDA_LIBRARY_PATH:-}" ] && [ ! -e /usr/local/cuda/lib64/libcudart_static.a ]; then
+  multiarch=/usr/lib/$(gcc -print-multiarch)
+  if [ -e "$multiarch/libcudart_static.a" ]; then
+    mkdir -p target/cuda/toolkit
+    ln -sfn "$multiarch" target/cuda/toolkit/lib64
+    export CUDA_LIBRARY_PATH=$PWD/target/cuda/toolkit CUDA_PATH=$PWD/target/cuda/toolkit
+  fi
+fi
+
 # llama.cpp's CMake build keeps the architectures it first saw: start afresh
 # when they change.
 stamp=target/cuda/.cudaarchs
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$CUDAARCHS" ]; then
   rm -rf target/cuda/release/build/llama-cpp-sys-2-*
 fi
-mkdir -p target/cuda
 echo "$CUDAARCHS" >"$stamp"
 
 cargo build --release --features cuda --target-dir target/cuda >&2
