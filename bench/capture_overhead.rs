@@ -8,7 +8,8 @@
 //! `GGVIZ_TEST_MODEL` overrides the model, `GGVIZ_BENCH_THREADS` the threads
 //! and `GGVIZ_BENCH_RUNS` the number of timed runs of each kind.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -16,33 +17,13 @@ use ggviz::engine::{CaptureOptions, HeadCapture, Session, SessionOptions, TokenI
 
 const PROMPT: &str = include_str!("prompt-128.txt");
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> ExitCode {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let model = std::env::var_os("GGVIZ_TEST_MODEL").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    );
-    let threads = env_usize("GGVIZ_BENCH_THREADS", 2);
-    let runs = if benching {
-        env_usize("GGVIZ_BENCH_RUNS", 7).max(1)
-    } else {
-        1
-    };
+    let common::Settings {
+        benching,
+        model,
+        threads,
+        runs,
+    } = common::settings(7);
     let options = SessionOptions {
         threads,
         ..SessionOptions::default()
@@ -120,7 +101,7 @@ fn main() -> ExitCode {
         println!("capture_overhead: both paths ran (use `cargo bench` to time them)");
         return ExitCode::SUCCESS;
     }
-    let plain = median(plain);
+    let plain = common::median(plain);
     println!(
         "{} tokens, {} threads, {}, median of {runs} runs",
         ids.len(),
@@ -129,14 +110,15 @@ fn main() -> ExitCode {
     );
     println!("{:<40} {:>9.1} ms", "plain decode (no callback)", plain);
     for ((name, opts), times) in kinds.iter().zip(captured) {
-        let t = median(times);
+        let t = common::median(times);
         let bytes = session.trace_bytes(ids.len(), opts) as f64 / (1024.0 * 1024.0);
         println!(
             "{name:<40} {t:>9.1} ms  ratio {:.2}  trace {bytes:.1} MiB",
             t / plain
         );
     }
-    let part = |f: fn(&ggviz::engine::CaptureTiming) -> f64| median(parts.iter().map(f).collect());
+    let part =
+        |f: fn(&ggviz::engine::CaptureTiming) -> f64| common::median(parts.iter().map(f).collect());
     println!(
         "CLI default, inside the decode: callback {:.1} ms, of which per-head contributions {:.1} ms",
         part(|t| t.callback_ms),

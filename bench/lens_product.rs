@@ -20,7 +20,8 @@
 //! overrides the model, `GGVIZ_BENCH_THREADS` the threads (default 2) and
 //! `GGVIZ_BENCH_RUNS` the timed runs of each.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -32,37 +33,17 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 const BATCH: usize = 64;
 const PROMPT: &str = include_str!("prompt-128.txt");
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / 1048576.0
 }
 
 fn run() -> Result<(), String> {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let model = std::env::var_os("GGVIZ_TEST_MODEL").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    );
-    let threads = env_usize("GGVIZ_BENCH_THREADS", 2);
-    let runs = if benching {
-        env_usize("GGVIZ_BENCH_RUNS", 5).max(1)
-    } else {
-        1
-    };
+    let common::Settings {
+        benching,
+        model,
+        threads,
+        runs,
+    } = common::settings(5);
     let options = SessionOptions {
         threads,
         ..SessionOptions::default()
@@ -163,17 +144,17 @@ fn run() -> Result<(), String> {
     );
     println!(
         "  ggml mul_mat, stored type on the CPU backend: {:>8.1} ms  (weights {:.1} MiB)",
-        median(t_ggml.clone()),
+        common::median(t_ggml.clone()),
         mib(bytes.len())
     );
     println!(
         "  f32 sgemm over the dequantized head:          {:>8.1} ms  (weights {:.1} MiB)",
-        median(t_dense.clone()),
+        common::median(t_dense.clone()),
         mib(dense.len() * 4)
     );
     println!(
         "  ggml is {:.2}× faster; ‖ggml − f32‖/‖f32‖ = {rel:.2e} (ggml rounds the activations as llama.cpp does)",
-        median(t_dense) / median(t_ggml)
+        common::median(t_dense) / common::median(t_ggml)
     );
     println!(
         "  last layer vs llama.cpp's own logits: ggml {:.2e}, f32 sgemm {:.2e}",
