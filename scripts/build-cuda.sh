@@ -79,9 +79,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$CUDAARCHS" ]; then
 fi
 echo "$CUDAARCHS" >"$stamp"
 
-cargo build --release --features cuda --target-dir target/cuda >&2
+# One build gives both: building an integration test builds the binary too,
+# with the same features (a separate `cargo build` would resolve the
+# dependencies' features without the dev-dependencies and compile llama.cpp's
+# CUDA backend a second time).
 test_bin=$(cargo test --release --features cuda --target-dir target/cuda --test engine_cuda \
-  --no-run --message-format=json 2>/dev/null |
+  --no-run --message-format=json-render-diagnostics |
   python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
