@@ -25,7 +25,7 @@ mod common;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ggviz::engine::ffi::{DeviceMatrix, dequantize};
+use ggviz::analysis::lens::{NormKind, OutputHead};
 use ggviz::engine::{CaptureOptions, Device, Session, SessionOptions, TokenId};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -62,25 +62,31 @@ fn run() -> Result<(), String> {
         .trace_ids(&ids, &capture)
         .map_err(|e| e.to_string())?;
     let name = session.output_weight_name();
-    let gguf = session.gguf();
-    let info = gguf.tensor(name).ok_or("no output head")?;
-    let bytes = gguf.tensor_data(info).ok_or("head data outside the file")?;
-    let [e, v] = info.dims[..] else {
-        return Err(format!("{name} is not 2-D"));
-    };
-    let (e, v) = (e as usize, v as usize);
-    // The output norm (RMS, as SmolLM2's), applied as the lens does.
+    let info = session.gguf().tensor(name).ok_or("no output head")?;
+    let (ggml_type, stored_bytes) = (info.ggml_type, info.n_bytes as usize);
+    let dims = session.dims(1);
+    let (e, v) = (dims.n_embd, dims.n_vocab);
     let norm = session
         .dequantize("output_norm.weight")
         .map_err(|e| e.to_string())?;
-    let eps = 1e-5f32;
-    let mut x = Vec::new();
+    let matrix = session
+        .device_matrix(name, Device::Cpu, e, v)
+        .map_err(|e| e.to_string())?;
+    // The output norm (RMS, SmolLM2's epsilon), applied by the lens's own code.
+    let mut head = OutputHead {
+        product: matrix,
+        norm_weight: &norm,
+        norm_bias: None,
+        norm: NormKind::Rms,
+        eps: 1e-5,
+        softcap: None,
+    };
+    let mut x = vec![0f32; trace.layers.len() * ids.len() * e];
+    let mut rows_out = x.chunks_exact_mut(e);
     for layer in &trace.layers {
         let hidden = layer.hidden.as_ref().ok_or("no hidden state captured")?;
-        for r in 0..ids.len() {
-            let row = hidden.row(r);
-            let scale = 1.0 / (row.iter().map(|a| a * a).sum::<f32>() / e as f32 + eps).sqrt();
-            x.extend(row.iter().zip(&norm).map(|(a, w)| a * scale * w));
+        for (r, dst) in (0..ids.len()).zip(&mut rows_out) {
+            head.normalise(hidden.row(r), dst);
         }
     }
     let layers = trace.layers.len();
@@ -90,11 +96,8 @@ fn run() -> Result<(), String> {
         x[x.len() - BATCH * e..].to_vec()
     };
     let rows = x.len() / e;
-    let mut dense = vec![0f32; e * v];
-    dequantize(info.ggml_type, bytes, &mut dense)?;
+    let dense = session.dequantize(name).map_err(|e| e.to_string())?;
     let weight = ArrayView2::from_shape((v, e), &dense).map_err(|e| e.to_string())?;
-    let mut matrix = DeviceMatrix::upload(Device::Cpu, name, info.ggml_type, bytes, e, v, threads)
-        .map_err(|e| e.to_string())?;
     let (mut out_ggml, mut out_dense) = (vec![0f32; BATCH * v], vec![0f32; BATCH * v]);
     let (mut t_ggml, mut t_dense) = (Vec::new(), Vec::new());
     let (mut diff, mut total) = (0f64, 0f64);
@@ -102,7 +105,7 @@ fn run() -> Result<(), String> {
     for run in 0..runs {
         let start = Instant::now();
         for chunk in x.chunks(BATCH * e) {
-            matrix
+            head.product
                 .product(chunk, &mut out_ggml)
                 .map_err(|e| e.to_string())?;
         }
@@ -140,12 +143,12 @@ fn run() -> Result<(), String> {
     println!(
         "lens product, {rows} rows ({layers} layers × {} tokens, real hidden states) × {name} [{e}, {v}] {}, batches of {BATCH}, {threads} threads",
         ids.len(),
-        info.ggml_type.name()
+        ggml_type.name()
     );
     println!(
         "  ggml mul_mat, stored type on the CPU backend: {:>8.1} ms  (weights {:.1} MiB)",
         common::median(t_ggml.clone()),
-        mib(bytes.len())
+        mib(stored_bytes)
     );
     println!(
         "  f32 sgemm over the dequantized head:          {:>8.1} ms  (weights {:.1} MiB)",

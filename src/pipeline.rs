@@ -196,7 +196,7 @@ fn behaviour(
         }
     };
     let head = OutputHead {
-        product: Box::new(head_matrix),
+        product: head_matrix,
         norm_weight: norm_weight.as_deref().unwrap_or(&ones),
         norm_bias: norm_bias.as_deref(),
         norm,

@@ -23,39 +23,14 @@ pub enum NormKind {
     Identity,
 }
 
-/// The output head's matrix product, wherever it runs.
-pub trait Unembedding {
-    /// Rows of the head: the vocabulary.
-    fn n_vocab(&self) -> usize;
-    /// Width of a hidden state.
-    fn n_embd(&self) -> usize;
-    /// `out` (`rows × n_vocab`) = the normalised rows `x` (`rows × n_embd`)
-    /// times the head.
-    fn product(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), EngineError>;
-}
-
-/// The head as stored in the file, on the analytics device, multiplied by
-/// ggml's own kernel: on the CPU it rounds the activations to the weight
-/// type's dot type exactly as llama.cpp's output product does, and on a GPU
-/// it computes what llama.cpp's GPU kernels compute.
-impl Unembedding for DeviceMatrix {
-    fn n_vocab(&self) -> usize {
-        self.n_out()
-    }
-
-    fn n_embd(&self) -> usize {
-        self.n_in()
-    }
-
-    fn product(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
-        DeviceMatrix::product(self, x, out)
-    }
-}
-
 /// The model's output norm and head.
 pub struct OutputHead<'a> {
-    /// The head's product (`n_vocab` rows of `n_embd`, GGUF `[n_embd, n_vocab]`).
-    pub product: Box<dyn Unembedding + 'a>,
+    /// The head as stored in the file (`n_vocab` rows of `n_embd`, GGUF
+    /// `[n_embd, n_vocab]`) on the analytics device, multiplied by ggml's
+    /// own kernel: on the CPU it rounds the activations to the weight type's
+    /// dot type exactly as llama.cpp's output product does, and on a GPU it
+    /// computes what llama.cpp's GPU kernels compute.
+    pub product: DeviceMatrix,
     pub norm_weight: &'a [f32],
     pub norm_bias: Option<&'a [f32]>,
     pub norm: NormKind,
@@ -96,12 +71,12 @@ const CHUNK: usize = 32;
 impl OutputHead<'_> {
     /// Rows of the head: the vocabulary.
     pub fn n_vocab(&self) -> usize {
-        self.product.n_vocab()
+        self.product.n_out()
     }
 
     /// Width of a hidden state.
     pub fn n_embd(&self) -> usize {
-        self.product.n_embd()
+        self.product.n_in()
     }
 
     /// Normalises one hidden state as the output norm does.
@@ -193,20 +168,18 @@ mod tests {
     use crate::gguf::GgmlType;
 
     /// The head as f32 on the CPU through ggml.
-    fn head(weight: &[f32], n_vocab: usize, n_embd: usize) -> Box<dyn Unembedding> {
+    fn head(weight: &[f32], n_vocab: usize, n_embd: usize) -> DeviceMatrix {
         let bytes: Vec<u8> = weight.iter().flat_map(|w| w.to_le_bytes()).collect();
-        Box::new(
-            DeviceMatrix::upload(
-                Device::Cpu,
-                "head",
-                GgmlType::F32,
-                &bytes,
-                n_embd,
-                n_vocab,
-                1,
-            )
-            .unwrap(),
+        DeviceMatrix::upload(
+            Device::Cpu,
+            "head",
+            GgmlType::F32,
+            &bytes,
+            n_embd,
+            n_vocab,
+            1,
         )
+        .unwrap()
     }
 
     #[test]

@@ -77,6 +77,17 @@ impl TensorBytes {
     }
 }
 
+/// Tensor `name` of `gguf`, or an error saying the file lacks it.
+pub(crate) fn tensor_info<'g>(
+    gguf: &'g GgufModel,
+    name: &str,
+) -> Result<&'g TensorInfo, EngineError> {
+    gguf.tensor(name).ok_or_else(|| EngineError::Tensor {
+        name: name.to_string(),
+        reason: "not in the file".into(),
+    })
+}
+
 /// Dequantizes tensor `name` of `gguf` to f32 with ggml's dequantizer.
 pub(crate) fn dequantize_tensor(
     gguf: &GgufModel,
@@ -88,9 +99,7 @@ pub(crate) fn dequantize_tensor(
         name: name.to_string(),
         reason,
     };
-    let info = gguf
-        .tensor(name)
-        .ok_or_else(|| err("not in the file".into()))?;
+    let info = tensor_info(gguf, name)?;
     let n = usize::try_from(info.n_elements).map_err(|_| err("too large".into()))?;
     let data = bytes.read(gguf, info)?;
     out.clear();

@@ -240,10 +240,7 @@ impl Session {
         n_in: usize,
         n_out: usize,
     ) -> Result<DeviceMatrix, EngineError> {
-        let info = self.gguf.tensor(name).ok_or_else(|| EngineError::Tensor {
-            name: name.to_string(),
-            reason: "not in the file".into(),
-        })?;
+        let info = heads::tensor_info(&self.gguf, name)?;
         if info.dims != [n_in as u64, n_out as u64] {
             return Err(EngineError::Tensor {
                 name: name.to_string(),

@@ -229,14 +229,23 @@ impl DeviceMatrix {
                 self.n_out
             )));
         }
-        let work = self.work_for(rows)?;
+        // The graph of the last batch serves again if it had as many rows;
+        // an old one is freed before its replacement is allocated.
+        let work = match self.work.take() {
+            Some(w) if w.rows == rows => w,
+            old => {
+                drop(old);
+                self.new_work(rows)?
+            }
+        };
         let (x_t, y_t, graph) = (work.x, work.y, work.graph);
+        self.work = Some(work);
         let fail = |what: &str| EngineError::Tensor {
             name: self.name.clone(),
             reason: format!("{what} on {}", self.device),
         };
         // SAFETY: `x_t` holds rows × n_in f32 and `y_t` rows × n_out f32 in
-        // the work buffer (shapes made in `work_for`); the slices are at
+        // the work buffer (shapes made in `new_work`); the slices are at
         // least that long (checked above); the graph belongs to this backend.
         unsafe {
             sys::ggml_backend_tensor_set(
@@ -257,19 +266,6 @@ impl DeviceMatrix {
             );
         }
         Ok(())
-    }
-
-    /// The graph for `rows` rows: the last one if it had as many.
-    fn work_for(&mut self, rows: usize) -> Result<&Work, EngineError> {
-        if self.work.as_ref().is_some_and(|w| w.rows != rows) {
-            self.work = None;
-        }
-        if self.work.is_none() {
-            self.work = Some(self.new_work(rows)?);
-        }
-        self.work
-            .as_ref()
-            .ok_or_else(|| EngineError::InvalidRequest("no work graph".into()))
     }
 
     fn new_work(&self, rows: usize) -> Result<Work, EngineError> {
