@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod site;
+pub mod worker;
