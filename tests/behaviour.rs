@@ -31,6 +31,7 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
             ablation,
             analytics_device: None,
         }),
+        graphistry: None,
     };
     let (summary, times) = pipeline::build(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     let stages: Vec<&str> = times[0].stages.iter().map(|s| s.0).collect();
