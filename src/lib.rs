@@ -4,11 +4,14 @@
 //! [`anatomy`] describes the architecture it contains, [`graph`] turns it
 //! into the graph of what the model computes, [`engine`] runs it through
 //! llama.cpp and captures what it computes, [`report`] gathers everything a
-//! page shows, and [`site`] renders the offline site.
+//! page shows, and [`site`] renders the offline site. [`fetch`] brings
+//! models from the Hugging Face Hub and, optionally, uploads graphs to
+//! Graphistry.
 
 pub mod analysis;
 pub mod anatomy;
 pub mod engine;
+pub mod fetch;
 pub mod gguf;
 pub mod graph;
 pub mod inspect;

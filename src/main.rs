@@ -14,7 +14,7 @@ use ggviz::engine::device::parse_supported;
 use ggviz::engine::{CaptureOptions, DEFAULT_MAX_TOKENS, Device, HeadCapture, SessionOptions};
 use ggviz::gguf::GgufModel;
 use ggviz::worker::{self, Event, Isolation, Job, Output, WorkerCommand};
-use ggviz::{inspect, pipeline, run};
+use ggviz::{fetch, inspect, pipeline, run};
 
 /// Turn GGUF model files into self-contained, offline dashboards.
 #[derive(Debug, Parser)]
@@ -49,7 +49,8 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// GGUF files (any shard of a split model); one page each.
+    /// GGUF files (any shard of a split model) or `hf://OWNER/REPO/FILE.gguf[@REVISION]`
+    /// references (downloaded into the Hugging Face cache); one page each.
     #[arg(required = true, value_name = "MODEL")]
     models: Vec<PathBuf>,
     /// The site folder; replaced as a whole, only when the build succeeds.
@@ -85,8 +86,25 @@ struct BuildArgs {
     /// `--device cuda:0 --analytics-device cuda:1` keeps them apart.
     #[arg(long, value_name = "DEVICE", value_parser = parse_supported)]
     analytics_device: Option<Device>,
+    /// Upload each model's architecture graph and head graph to Graphistry
+    /// and link them from the page. Credentials come from the environment
+    /// only (GRAPHISTRY_USERNAME/GRAPHISTRY_PASSWORD or
+    /// GRAPHISTRY_PERSONAL_KEY_ID/GRAPHISTRY_PERSONAL_KEY_SECRET;
+    /// GRAPHISTRY_SERVER). `auto`: a failed upload is a warning; `required`:
+    /// an error. Without this flag nothing is sent.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    graphistry: Option<GraphistryArg>,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+/// `--graphistry` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GraphistryArg {
+    /// Upload when credentials are present; warn on failure.
+    Auto,
+    /// Upload, or fail the build.
+    Required,
 }
 
 /// Where and how llama.cpp runs (shared by `run` and `build`).
@@ -126,7 +144,9 @@ impl EngineArgs {
 
 #[derive(Debug, clap::Args)]
 struct InspectArgs {
-    /// The GGUF file (any shard of a split model).
+    /// The GGUF file (any shard of a split model), or an
+    /// `hf://OWNER/REPO/FILE.gguf[@REVISION]` reference, read remotely: only
+    /// the header and tensor index are fetched (HTTP range requests).
     file: PathBuf,
     /// Print stable JSON instead of text (documented in the README).
     #[arg(long)]
@@ -148,7 +168,8 @@ struct DevicesArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The GGUF model file.
+    /// The GGUF model file, or an `hf://OWNER/REPO/FILE.gguf[@REVISION]`
+    /// reference (downloaded into the Hugging Face cache).
     model: PathBuf,
     /// The prompt, tokenized exactly as llama.cpp does (BOS added when the
     /// model asks for it, special-token text such as <|im_start|> parsed).
@@ -196,8 +217,32 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// Opens the model to inspect: a local file, or a remote one's header only.
+fn open_for_inspect(file: &std::path::Path) -> anyhow::Result<GgufModel> {
+    match file.to_str().filter(|s| fetch::is_remote(s)) {
+        Some(reference) => {
+            let reference = fetch::HfRef::parse(reference)?;
+            let remote = fetch::remote::open(&reference, &fetch::HfSettings::from_env())
+                .with_context(|| format!("cannot read the header of {reference}"))?;
+            tracing::info!(
+                "{reference}: header read with {} range request(s), {} bytes",
+                remote.requests,
+                remote.bytes_transferred
+            );
+            Ok(remote.model)
+        }
+        None => Ok(GgufModel::open(file)?),
+    }
+}
+
+/// A model argument as a local path, downloading `hf://` references.
+fn local_model(model: &std::path::Path) -> anyhow::Result<PathBuf> {
+    fetch::resolve_model_path(model)
+        .with_context(|| format!("cannot fetch the model {}", model.display()))
+}
+
 fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let model = GgufModel::open(&args.file)?;
+    let model = open_for_inspect(&args.file)?;
     let anatomy = Anatomy::from_model(&model)
         .with_context(|| format!("cannot describe the model in {}", args.file.display()))?;
     let out = if args.json {
@@ -228,8 +273,13 @@ fn isolation(engine: &EngineArgs, verbose: u8) -> anyhow::Result<Isolation> {
 }
 
 fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
+    let models = args
+        .models
+        .iter()
+        .map(|m| local_model(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let site = ggviz::site::BuildOptions {
-        models: args.models.clone(),
+        models,
         out: args.out.clone(),
         theme: args.theme.clone(),
         content: args.content.clone(),
@@ -245,12 +295,21 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
             analytics_device: args.analytics_device,
         })
     };
+    let graphistry = args.graphistry.map(|mode| fetch::graphistry::Request {
+        mode: match mode {
+            GraphistryArg::Auto => fetch::graphistry::Mode::Auto,
+            GraphistryArg::Required => fetch::graphistry::Mode::Required,
+        },
+        credentials: fetch::graphistry::Credentials::from_env(),
+        head_threshold: fetch::graphistry::DEFAULT_HEAD_THRESHOLD,
+    });
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
     let opts = pipeline::PipelineOptions {
         site,
         inference,
         isolation: isolation(&args.engine, verbose)?,
+        graphistry,
     };
     let result = pipeline::build(&opts, &progress);
     progress.finish_and_clear();
@@ -297,8 +356,9 @@ fn run_run(args: &RunArgs, verbose: u8) -> anyhow::Result<()> {
             ..CaptureOptions::default()
         },
     };
+    let model = local_model(&args.model)?;
     let job = Job::Run {
-        path: args.model.clone(),
+        path: model,
         options,
     };
     let out = worker::run_job(

@@ -26,6 +26,7 @@ use crate::engine::{
     CaptureOptions, Device, EngineError, HeadCapture, Intervention, Session, SessionOptions,
     TokenId,
 };
+use crate::fetch::graphistry;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
 use crate::report::{HeadMetric, ModelReport};
 use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
@@ -53,6 +54,9 @@ pub struct PipelineOptions {
     /// Where llama.cpp's work runs: in a worker process (the CLI), so a
     /// model that makes llama.cpp abort fails alone, or in this process.
     pub isolation: Isolation,
+    /// Upload the graphs to Graphistry and link them (`--graphistry`);
+    /// `None`: no network at all.
+    pub graphistry: Option<graphistry::Request>,
 }
 
 /// Where one model's build time went, in milliseconds.
@@ -97,6 +101,18 @@ pub enum PipelineError {
         #[source]
         source: Box<EngineError>,
     },
+    #[error(
+        "--graphistry=required, but no Graphistry credentials are in the environment \
+             (GRAPHISTRY_USERNAME and GRAPHISTRY_PASSWORD, or GRAPHISTRY_PERSONAL_KEY_ID and \
+             GRAPHISTRY_PERSONAL_KEY_SECRET)"
+    )]
+    GraphistryCredentials,
+    #[error("{slug}: the Graphistry upload failed (--graphistry=required)")]
+    Graphistry {
+        slug: String,
+        #[source]
+        source: graphistry::GraphistryError,
+    },
     #[error("cannot run {}: prompt `{prompt}`", path.display())]
     Prompt {
         path: PathBuf,
@@ -126,6 +142,12 @@ pub fn build(
     progress: &ProgressBar,
 ) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
     let start = Instant::now();
+    if let Some(g) = &opts.graphistry
+        && g.mode == graphistry::Mode::Required
+        && g.credentials.is_none()
+    {
+        return Err(PipelineError::GraphistryCredentials);
+    }
     let site = Site::prepare(&opts.site)?;
     let mut entries: Vec<ModelEntry> = Vec::new();
     let mut times = Vec::new();
@@ -165,6 +187,9 @@ pub fn build(
         entries.push(ModelEntry { slug, report });
         times.push(t);
     }
+    if let Some(g) = &opts.graphistry {
+        graphistry_links(&mut entries, g, progress)?;
+    }
     progress.set_message("rendering the site");
     let render = Instant::now();
     let summary = site.write(&entries, start)?;
@@ -172,6 +197,37 @@ pub fn build(
         last.stages.push(("render".into(), ms(render)));
     }
     Ok((summary, times))
+}
+
+/// Uploads every model's graphs to Graphistry and puts the links in its
+/// report. Without credentials nothing is sent; a failed upload is a
+/// warning naming the step and status, or an error when required.
+fn graphistry_links(
+    entries: &mut [ModelEntry],
+    request: &graphistry::Request,
+    progress: &ProgressBar,
+) -> Result<(), PipelineError> {
+    let Some(credentials) = &request.credentials else {
+        tracing::warn!(
+            "--graphistry: no Graphistry credentials in the environment; the pages have no \
+             Graphistry links"
+        );
+        return Ok(());
+    };
+    for entry in entries {
+        progress.set_message(format!("{}: uploading to Graphistry", entry.slug));
+        match graphistry::upload(credentials, &entry.report, request.head_threshold) {
+            Ok(links) => entry.report.graphistry = Some(links),
+            Err(source) if request.mode == graphistry::Mode::Required => {
+                return Err(PipelineError::Graphistry {
+                    slug: entry.slug.clone(),
+                    source,
+                });
+            }
+            Err(e) => tracing::warn!("{}: {e}; the page has no Graphistry link", entry.slug),
+        }
+    }
+    Ok(())
 }
 
 /// Token ids for a prompt, exactly as the model will see them.

@@ -38,6 +38,7 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
             exe: env!("CARGO_BIN_EXE_ggviz").into(),
             args: Vec::new(),
         }),
+        graphistry: None,
     };
     let (summary, times) = pipeline::build(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     let stages: Vec<&str> = times[0].stages.iter().map(|s| s.0.as_str()).collect();

@@ -71,6 +71,11 @@ impl GgufError {
 pub enum FormatError {
     #[error("file ends early: {needed} bytes needed, {available} left")]
     Truncated { needed: u64, available: u64 },
+    /// Only a prefix of the file is at hand and the header goes on past it.
+    #[error(
+        "the header goes on past the {prefix_len} bytes read so far (to byte {needed_end} at least)"
+    )]
+    BeyondPrefix { needed_end: u64, prefix_len: u64 },
     #[error("not a GGUF file (magic bytes {found:02x?}, expected \"GGUF\")")]
     BadMagic { found: [u8; 4] },
     #[error("GGUF version {version} is not supported (ggviz reads versions 2 and 3)")]

@@ -60,6 +60,9 @@ pub(super) struct Parsed {
 pub(super) struct Parser<'a> {
     path: &'a Path,
     buf: &'a [u8],
+    /// The file's full size; larger than `buf` when only a prefix of the
+    /// file is at hand (a remote file read by range requests).
+    file_size: u64,
     pos: usize,
     endian: Endian,
     /// Bytes the parser may still allocate.
@@ -73,10 +76,24 @@ impl<'a> Parser<'a> {
         Parser {
             path,
             buf,
+            file_size: buf.len() as u64,
             pos: 0,
             endian: Endian::Little,
             memory_left: (buf.len() as u64).saturating_add(MEMORY_SLACK),
             alignment: DEFAULT_ALIGNMENT,
+        }
+    }
+
+    /// A parser over the first `buf.len()` bytes of a file of `file_size`
+    /// bytes. Every check (counts, budget, data ranges) is made against the
+    /// whole file, as if it were at hand; a read past the prefix fails with
+    /// [`FormatError::BeyondPrefix`] so the caller can fetch more.
+    pub(super) fn with_file_size(path: &'a Path, buf: &'a [u8], file_size: u64) -> Self {
+        let file_size = file_size.max(buf.len() as u64);
+        Parser {
+            file_size,
+            memory_left: file_size.saturating_add(MEMORY_SLACK),
+            ..Parser::new(path, buf)
         }
     }
 
@@ -89,8 +106,9 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Bytes left in the file (not only in the prefix at hand).
     fn remaining(&self) -> u64 {
-        (self.buf.len() - self.pos) as u64
+        self.file_size - self.pos as u64
     }
 
     /// Charges `count` items of `size` bytes of memory about to be allocated
@@ -132,7 +150,18 @@ impl<'a> Parser<'a> {
             ));
         }
         let start = self.pos;
-        // n <= available <= usize::MAX, so the cast is exact.
+        let in_buf = (self.buf.len() - start) as u64;
+        if n > in_buf {
+            return Err(self.error(
+                field(),
+                start,
+                FormatError::BeyondPrefix {
+                    needed_end: start as u64 + n,
+                    prefix_len: self.buf.len() as u64,
+                },
+            ));
+        }
+        // n <= in_buf <= usize::MAX, so the cast is exact.
         self.pos += n as usize;
         Ok(&self.buf[start..self.pos])
     }
@@ -586,7 +615,7 @@ impl<'a> Parser<'a> {
         offsets_at: &[usize],
         data_offset: u64,
     ) -> Result<(), GgufError> {
-        let file_size = self.buf.len() as u64;
+        let file_size = self.file_size;
         let alignment = self.alignment;
         let field = |t: &TensorInfo| format!("tensor `{}`.offset", t.name);
         for (t, &at) in tensors.iter_mut().zip(offsets_at) {

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use memmap2::Mmap;
 
 use super::error::GgufError;
-use super::parse::Parser;
+use super::parse::{Parsed, Parser};
 use super::types::GgmlType;
 use super::value::Value;
 
@@ -91,6 +91,8 @@ impl Storage {
 pub struct GgufFile {
     path: PathBuf,
     storage: Storage,
+    /// The file's size: the storage's, or more when only a prefix is held.
+    size: u64,
     /// Format version (2 or 3).
     pub version: u32,
     /// Byte order of the file's numbers.
@@ -146,18 +148,46 @@ impl GgufFile {
         Self::from_storage(path.into(), Storage::Owned(bytes))
     }
 
+    /// Validates the header and tensor index of a file of `file_size` bytes
+    /// from its first bytes only (`prefix`), e.g. fetched by HTTP range
+    /// requests. Every check is made against the whole file's size; when the
+    /// header goes on past the prefix the error's kind is
+    /// [`FormatError::BeyondPrefix`](super::FormatError::BeyondPrefix) and a
+    /// longer prefix may succeed. Tensor data beyond the prefix is absent:
+    /// [`GgufFile::tensor_data`] returns `None` for it.
+    pub fn from_prefix(
+        path: impl Into<PathBuf>,
+        prefix: Vec<u8>,
+        file_size: u64,
+    ) -> Result<GgufFile, GgufError> {
+        let path = path.into();
+        let parsed = Parser::with_file_size(&path, &prefix, file_size).parse()?;
+        Ok(Self::assemble(
+            path,
+            Storage::Owned(prefix),
+            file_size,
+            parsed,
+        ))
+    }
+
     fn from_storage(path: PathBuf, storage: Storage) -> Result<GgufFile, GgufError> {
         let parsed = Parser::new(&path, storage.bytes()).parse()?;
-        Ok(GgufFile {
+        let size = storage.bytes().len() as u64;
+        Ok(Self::assemble(path, storage, size, parsed))
+    }
+
+    fn assemble(path: PathBuf, storage: Storage, size: u64, parsed: Parsed) -> GgufFile {
+        GgufFile {
             path,
             storage,
+            size,
             version: parsed.version,
             endian: parsed.endian,
             metadata: parsed.metadata,
             tensors: parsed.tensors,
             alignment: parsed.alignment,
             data_offset: parsed.data_offset,
-        })
+        }
     }
 
     /// The path the file was opened from.
@@ -167,7 +197,7 @@ impl GgufFile {
 
     /// Size of the file in bytes.
     pub fn file_size(&self) -> u64 {
-        self.storage.bytes().len() as u64
+        self.size
     }
 
     /// A metadata value by key.
@@ -185,5 +215,47 @@ impl GgufFile {
         let start = usize::try_from(info.offset).ok()?;
         let end = start.checked_add(usize::try_from(info.n_bytes).ok()?)?;
         self.storage.bytes().get(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::FormatError;
+    use crate::gguf::synthetic::SyntheticModel;
+
+    #[test]
+    fn a_prefix_parses_as_the_whole_file_would() {
+        let bytes = SyntheticModel::default().writer().to_bytes();
+        let len = bytes.len() as u64;
+        let full = GgufFile::from_bytes("m.gguf", bytes.clone()).expect("valid");
+        let header = bytes[..full.data_offset as usize].to_vec();
+        let f = GgufFile::from_prefix("m.gguf", header.clone(), len).expect("header suffices");
+        assert_eq!(f.tensors, full.tensors);
+        assert_eq!(f.metadata, full.metadata);
+        assert_eq!(f.file_size(), len);
+        assert_eq!(f.tensor_data(&f.tensors[0]), None, "no data in a prefix");
+
+        // Too short a prefix asks for more, saying up to where.
+        let err = GgufFile::from_prefix("m.gguf", bytes[..100].to_vec(), len).unwrap_err();
+        match err.format_kind() {
+            Some(FormatError::BeyondPrefix {
+                needed_end,
+                prefix_len,
+            }) => assert!(*needed_end > 100 && *prefix_len == 100, "{err}"),
+            other => panic!("{other:?}"),
+        }
+        // A file that really ends there is truncated, as from a full read.
+        let err = GgufFile::from_prefix("m.gguf", bytes[..100].to_vec(), 100).unwrap_err();
+        assert!(
+            matches!(err.format_kind(), Some(FormatError::Truncated { .. })),
+            "{err}"
+        );
+        // Data ranges are checked against the announced size.
+        let err = GgufFile::from_prefix("m.gguf", header, full.data_offset + 8).unwrap_err();
+        assert!(
+            matches!(err.format_kind(), Some(FormatError::OutOfFile { .. })),
+            "{err}"
+        );
     }
 }

@@ -131,7 +131,9 @@ impl GgufModel {
         }
     }
 
-    fn from_shards(shards: Vec<GgufFile>) -> Result<GgufModel, GgufError> {
+    /// A model of every shard of a split model, in order (shard 1 first),
+    /// already opened or parsed from bytes.
+    pub fn from_shards(shards: Vec<GgufFile>) -> Result<GgufModel, GgufError> {
         let mut tensors = Vec::new();
         let mut index = HashMap::new();
         for (s, file) in shards.iter().enumerate() {

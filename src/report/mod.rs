@@ -66,6 +66,10 @@ pub struct ModelReport {
     /// What the model did with the prompts; absent for structure-only builds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<BehaviourSection>,
+    /// "Open in Graphistry" links, when the build uploaded the graphs
+    /// (`--graphistry`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphistry: Option<crate::fetch::graphistry::Links>,
 }
 
 impl ModelReport {
@@ -98,6 +102,7 @@ impl ModelReport {
             graph: graph::section(a, g),
             heads: heads::section(g),
             behaviour: None,
+            graphistry: None,
         }
     }
 

@@ -75,6 +75,32 @@ impl Packed {
         Packed::from_bytes(DType::F64, v.len(), &b)
     }
 
+    /// The values as `f64`, whatever the element type (every type here fits
+    /// exactly); for consumers outside the page, such as uploads.
+    pub fn to_f64(&self) -> Vec<f64> {
+        let b = self.bytes();
+        macro_rules! read {
+            ($t:ty) => {
+                b.chunks_exact(size_of::<$t>())
+                    .map(|c| {
+                        let mut a = [0u8; size_of::<$t>()];
+                        a.copy_from_slice(c);
+                        f64::from(<$t>::from_le_bytes(a))
+                    })
+                    .collect()
+            };
+        }
+        match self.dtype {
+            DType::U8 => b.iter().map(|&x| f64::from(x)).collect(),
+            DType::U16 => read!(u16),
+            DType::I16 => read!(i16),
+            DType::U32 => read!(u32),
+            DType::I32 => read!(i32),
+            DType::F32 => read!(f32),
+            DType::F64 => read!(f64),
+        }
+    }
+
     /// The raw little-endian bytes, decoded again.
     pub fn bytes(&self) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD
@@ -95,6 +121,10 @@ mod tests {
         assert_eq!(f32::from_le_bytes(b[4..8].try_into().unwrap()), -2.5);
         let p = Packed::i32(&[-1, 7]);
         assert_eq!(p.bytes(), [255, 255, 255, 255, 7, 0, 0, 0]);
+        assert_eq!(Packed::i32(&[-1, 7]).to_f64(), [-1.0, 7.0]);
+        assert_eq!(Packed::f32(&[0.5, -2.5]).to_f64(), [0.5, -2.5]);
+        assert_eq!(Packed::u8(&[255]).to_f64(), [255.0]);
+        assert_eq!(Packed::f64(&[1e15]).to_f64(), [1e15]);
         let json = serde_json::to_string(&Packed::u8(&[1, 2, 3])).unwrap();
         assert_eq!(json, r#"{"dtype":"u8","len":3,"b64":"AQID"}"#);
     }

@@ -39,6 +39,7 @@ fn behaviour_page() -> &'static Path {
                 analytics_device: None,
             }),
             isolation: Default::default(),
+            graphistry: None,
         };
         let (summary, _) = pipeline::build(&opts, &indicatif::ProgressBar::hidden())
             .expect("the SmolLM2 site builds with inference");

@@ -318,7 +318,14 @@
       btn('Expand all', 'arch-expand', () => { R.layers.forEach((l) => expanded.add(l.layer)); rebuild(); }),
       btn('Collapse all', 'arch-collapse', () => { expanded.clear(); rebuild(); }),
       btn('Fit', 'arch-fit', fit),
-      GG.el('span', { class: 'hint', text: 'drag · wheel zoom · double-click a layer · / search' }));
+      GG.el('span', { class: 'hint', text: 'drag · wheel zoom · double-click a layer · / search' }),
+      // A plain link, present only when the build uploaded the graph
+      // (--graphistry); the page itself still makes no request.
+      R.graphistry ? GG.el('a', {
+        id: 'arch-graphistry', class: 'graphistry-link', href: R.graphistry.architecture.url,
+        target: '_blank', rel: 'noopener noreferrer', text: 'Open in Graphistry',
+        title: `${R.graphistry.architecture.nodes} nodes, ${R.graphistry.architecture.edges} edges on ${R.graphistry.server}`,
+      }) : null);
   }
 
   const view = {

@@ -404,7 +404,12 @@
           B.clusters ? GG.el('label', {}, 'Clusters k', kButtons, GG.el('span', { class: 'hint', text: 'silhouette · ★ best' })) : GG.el('span', { class: 'hint', text: 'too few heads to cluster' }),
           B.clusters && B.similarityPlane ? GG.el('label', {}, 'Place by', placeSel) : null,
           B.similarity ? GG.el('label', {}, 'Matrix order', orderSel) : null,
-          GG.el('span', { class: 'hint', text: 'click a head anywhere to select it' })),
+          GG.el('span', { class: 'hint', text: 'click a head anywhere to select it' }),
+          R.graphistry && R.graphistry.heads ? GG.el('a', {
+            id: 'cmp-graphistry', class: 'graphistry-link', href: R.graphistry.heads.url,
+            target: '_blank', rel: 'noopener noreferrer', text: 'Open in Graphistry',
+            title: `the head graph: ${R.graphistry.heads.nodes} heads, ${R.graphistry.heads.edges} similar pairs, on ${R.graphistry.server}`,
+          }) : null),
         GG.el('div', { class: 'scroll' },
           GG.el('div', { class: 'cmp-grid' },
             B.clusters ? card('Heads placed by what their attention does', scatter) : null,
