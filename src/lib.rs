@@ -8,6 +8,8 @@
 
 pub mod analysis;
 pub mod anatomy;
+pub mod commands;
+pub mod config;
 pub mod engine;
 pub mod gguf;
 pub mod graph;

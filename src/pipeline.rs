@@ -85,27 +85,27 @@ pub fn build(
     opts: &PipelineOptions,
     progress: &ProgressBar,
 ) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
+    build_named(opts, &[], progress)
+}
+
+/// [`build`], showing model `i` under `names[i]` when it is given (the
+/// display names of `ggviz.toml`).
+pub fn build_named(
+    opts: &PipelineOptions,
+    names: &[Option<String>],
+    progress: &ProgressBar,
+) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
     let start = Instant::now();
     let site = Site::prepare(&opts.site)?;
     let mut entries: Vec<ModelEntry> = Vec::new();
     let mut times = Vec::new();
-    for path in &opts.site.models {
+    for (i, path) in opts.site.models.iter().enumerate() {
         let slug = site::slug_for(path, &site::slugs(&entries));
-        let mut t = StageTimes {
-            model: slug.clone(),
-            stages: Vec::new(),
-        };
-        progress.set_message(format!("{slug}: reading the file"));
-        let read = Instant::now();
-        let mut report = site::model_report(path)?;
-        t.stages.push(("read", ms(read)));
-        if let Some(inference) = &opts.inference {
-            let behaviour = behaviour(path, &report.model, inference, progress, &slug, &mut t)?;
-            let (section, behaviour) = behaviour;
-            BehaviourSection::add_head_metrics(&behaviour, &mut report.heads);
-            report.behaviour = Some(section);
+        let (mut entry, t) = analyse_model(path, &slug, opts, progress)?;
+        if let Some(Some(name)) = names.get(i) {
+            set_display_name(&mut entry, name);
         }
-        entries.push(ModelEntry { slug, report });
+        entries.push(entry);
         times.push(t);
     }
     progress.set_message("rendering the site");
@@ -115,6 +115,40 @@ pub fn build(
         last.stages.push(("render", ms(render)));
     }
     Ok((summary, times))
+}
+
+/// Shows `entry` under `name` (a display name from the project file).
+pub fn set_display_name(entry: &mut ModelEntry, name: &str) {
+    entry.report.model.name = name.to_owned();
+}
+
+/// One model's page data: its structure, and its behaviour unless
+/// inference is off. `slug` is its folder in the site.
+pub fn analyse_model(
+    path: &Path,
+    slug: &str,
+    opts: &PipelineOptions,
+    progress: &ProgressBar,
+) -> Result<(ModelEntry, StageTimes), PipelineError> {
+    let mut t = StageTimes {
+        model: slug.to_owned(),
+        stages: Vec::new(),
+    };
+    progress.set_message(format!("{slug}: reading the file"));
+    let read = Instant::now();
+    let mut report = site::model_report(path)?;
+    t.stages.push(("read", ms(read)));
+    if let Some(inference) = &opts.inference {
+        let (section, behaviour) =
+            behaviour(path, &report.model, inference, progress, slug, &mut t)?;
+        BehaviourSection::add_head_metrics(&behaviour, &mut report.heads);
+        report.behaviour = Some(section);
+    }
+    let entry = ModelEntry {
+        slug: slug.to_owned(),
+        report,
+    };
+    Ok((entry, t))
 }
 
 /// Token ids for a prompt, exactly as the model will see them.
