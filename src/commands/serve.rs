@@ -273,6 +273,33 @@ impl WatchSet {
     fn matches(&self, path: &Path) -> bool {
         self.files.iter().any(|f| f == path) || self.dirs.iter().any(|d| path.starts_with(d))
     }
+
+    /// The size and modification time of every watched file (folders:
+    /// every file inside). Reading a file raises watch events too (inotify
+    /// reports opens), so a rebuild happens only when this changed; else
+    /// each rebuild, reading its sources, would start the next.
+    fn fingerprint(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+        let stat = |p: &Path| {
+            let meta = std::fs::metadata(p).ok();
+            (
+                p.to_owned(),
+                meta.as_ref().map_or(0, std::fs::Metadata::len),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        };
+        let mut fp: Vec<_> = self.files.iter().map(|f| stat(f)).collect();
+        for d in &self.dirs {
+            let mut inside: Vec<_> = walkdir::WalkDir::new(d)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| stat(e.path()))
+                .collect();
+            inside.sort();
+            fp.extend(inside);
+        }
+        fp
+    }
 }
 
 /// A running server; dropping it does not stop it, [`Server::stop`] does.
@@ -355,6 +382,7 @@ pub fn start(
         let (stop, shared, log) = (Arc::clone(&stop), Arc::clone(&shared), Arc::clone(&log));
         std::thread::spawn(move || {
             let hidden = ProgressBar::hidden();
+            let mut built_from = watched.fingerprint();
             while !stop.load(Ordering::SeqCst) {
                 let events = match rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(Ok(events)) => events,
@@ -369,10 +397,17 @@ pub fn start(
                     continue;
                 };
                 let changed = changed.path.display().to_string();
+                let now = watched.fingerprint();
+                if now == built_from {
+                    continue;
+                }
+                built_from = now;
                 let t = Instant::now();
                 let message = match rebuilder.rebuild(&hidden) {
                     Ok(done) => {
-                        rewatch(&mut debouncer, &mut watched, &done.resolved, &*log);
+                        if rewatch(&mut debouncer, &mut watched, &done.resolved, &*log) {
+                            built_from = watched.fingerprint();
+                        }
                         let analysed = if done.analysed.is_empty() {
                             "no model analysed again".to_owned()
                         } else {
@@ -440,7 +475,8 @@ pub fn start(
     })
 }
 
-/// Points the watcher at what `resolved` reads, if that changed.
+/// Points the watcher at what `resolved` reads, if that changed; says
+/// whether it did.
 fn rewatch(
     debouncer: &mut notify_debouncer_mini::Debouncer<
         notify_debouncer_mini::notify::RecommendedWatcher,
@@ -448,10 +484,10 @@ fn rewatch(
     watched: &mut WatchSet,
     resolved: &Resolved,
     log: &dyn Fn(String),
-) {
+) -> bool {
     let next = WatchSet::of(&resolved.watched());
     if next == *watched {
-        return;
+        return false;
     }
     let watcher = debouncer.watcher();
     for (root, _) in watched.roots() {
@@ -463,6 +499,7 @@ fn rewatch(
         }
     }
     *watched = next;
+    true
 }
 
 async fn live_reload(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
