@@ -3,11 +3,12 @@
 //! off the side of the page; the statistics panel is still reachable; two
 //! fingers pinch-zoom the WebGL graph. Screenshots: `mobile-<view>.png`.
 
+use fantoccini::Locator;
 use serde_json::Value;
 
 use super::behaviour::behaviour_page;
 use super::harness::{Browser, WINDOW};
-use super::{ready, show_view};
+use super::ready;
 
 /// The phone-sized window, in CSS pixels.
 const PHONE: (u32, u32) = (420, 860);
@@ -89,7 +90,18 @@ async fn every_view_fits_a_phone_without_overlaps() {
     assert!(views.len() >= 7, "view tabs: {views:?}");
     let mut failures = Vec::new();
     for view in &views {
-        show_view(&b, view).await;
+        b.client
+            .find(Locator::Css(&format!("#view-tabs [data-view='{view}']")))
+            .await
+            .expect("tab")
+            .click()
+            .await
+            .expect("click tab");
+        b.wait_for(
+            view,
+            &format!("return !document.getElementById('view-{view}').hidden"),
+        )
+        .await;
         b.js("return new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))")
             .await;
         b.screenshot(&format!("mobile-{view}")).await;
@@ -107,7 +119,7 @@ async fn every_view_fits_a_phone_without_overlaps() {
     // The statistics panel is below the views, not hidden.
     let stats = b
         .js("const s = document.getElementById('stats-panel'); const r = s.getBoundingClientRect(); \
-             return getComputedStyle(document.getElementById('side')).display !== 'none' && r.height > 50 && s.textContent.includes('layers')")
+             return getComputedStyle(document.getElementById('side')).display !== 'none' && r.height > 50 && s.textContent.includes('Layers')")
         .await;
     assert_eq!(stats, Value::Bool(true), "statistics panel not shown");
     b.js("document.getElementById('stats-panel').scrollIntoView()")
