@@ -262,11 +262,7 @@ impl Project {
     }
 
     fn join(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            self.dir.join(p)
-        }
+        relative_to(&self.dir, p)
     }
 }
 
@@ -318,18 +314,23 @@ impl Resolved {
     }
 }
 
+/// `p` as seen from the current folder, when it is relative to `dir`
+/// (`./site` is written `site`).
+fn relative_to(dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() || dir == Path::new(".") {
+        p.to_owned()
+    } else {
+        dir.join(p)
+    }
+}
+
 /// A model reference as a local path. `hf://` references are resolved by
 /// the Hugging Face fetcher when the build has one.
 pub fn model_path(source: &str, dir: &Path) -> Result<PathBuf, ConfigError> {
     if source.starts_with("hf://") {
         return Err(ConfigError::RemoteModel(source.to_owned()));
     }
-    let p = Path::new(source);
-    Ok(if p.is_absolute() {
-        p.to_owned()
-    } else {
-        dir.join(p)
-    })
+    Ok(relative_to(dir, Path::new(source)))
 }
 
 fn parse_device(d: &Option<Spanned<String>>) -> Option<Device> {
@@ -401,7 +402,7 @@ pub fn resolve(project: Option<&Project>, o: &Overrides) -> Result<Resolved, Con
             .out
             .clone()
             .or_else(|| join(&c.output))
-            .unwrap_or_else(|| dir.join(DEFAULT_OUTPUT)),
+            .unwrap_or_else(|| relative_to(&dir, Path::new(DEFAULT_OUTPUT))),
         theme: o.theme.clone().or_else(|| join(&c.theme)),
         content: o.content.clone().or_else(|| join(&c.content)),
         title: o.title.clone().or_else(|| c.title.clone()),
@@ -578,6 +579,17 @@ server = "https://graphistry.example.org"
                 .inference
                 .is_none()
         );
+    }
+
+    #[test]
+    fn without_a_project_file_the_site_goes_to_site() {
+        let o = Overrides {
+            models: vec![PathBuf::from("m.gguf")],
+            ..Overrides::default()
+        };
+        let r = resolve(None, &o).expect("resolves");
+        assert_eq!(r.pipeline.site.out, PathBuf::from("site"));
+        assert!(r.config_file.is_none() && r.names == vec![None]);
     }
 
     #[test]
