@@ -10,6 +10,8 @@
 
 pub mod analysis;
 pub mod anatomy;
+pub mod commands;
+pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod gguf;

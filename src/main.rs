@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use ggviz::analysis::prompts;
 use ggviz::anatomy::Anatomy;
+use ggviz::commands::{init, serve};
 use ggviz::engine::device::parse_supported;
 use ggviz::engine::{CaptureOptions, DEFAULT_MAX_TOKENS, Device, HeadCapture, SessionOptions};
 use ggviz::gguf::GgufModel;
 use ggviz::worker::{self, Event, Isolation, Job, Output, WorkerCommand};
-use ggviz::{fetch, inspect, pipeline, run};
+use ggviz::{config, fetch, inspect, pipeline, run};
 
 /// Turn GGUF model files into self-contained, offline dashboards.
 #[derive(Debug, Parser)]
@@ -37,6 +37,12 @@ enum Command {
     /// hidden states and head contributions; print the tokens, the most
     /// probable next tokens and the timing.
     Run(RunArgs),
+    /// Build the site, serve it on 127.0.0.1, rebuild when a source changes
+    /// and reload the open pages.
+    Serve(ServeArgs),
+    /// Start a project: a commented ggviz.toml, an example content page, a
+    /// .gitignore and a GitHub Pages workflow.
+    Init(InitArgs),
     /// List what llama.cpp sees: its backends, devices (with memory) and the
     /// CPU features its CPU backend uses.
     Devices(DevicesArgs),
@@ -48,14 +54,54 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// The address to listen on; anything but loopback lets other machines
+    /// read the site.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Open the site in the default browser.
+    #[arg(long)]
+    open: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The project folder (created if missing; default: the current one).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// A model to list in ggviz.toml (a path relative to DIR, or
+    /// hf://OWNER/REPO/FILE.gguf); repeatable.
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
+    /// The site title.
+    #[arg(long)]
+    title: Option<String>,
+    /// Write into a non-empty folder, overwriting the starter files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// GGUF files (any shard of a split model) or `hf://OWNER/REPO/FILE.gguf[@REVISION]`
-    /// references (downloaded into the Hugging Face cache); one page each.
-    #[arg(required = true, value_name = "MODEL")]
+    /// GGUF files (any shard of a split model) or
+    /// `hf://OWNER/REPO/FILE.gguf[@REVISION]` references (downloaded into the
+    /// Hugging Face cache); one page each. Replace the project file's
+    /// `models` when given.
+    #[arg(value_name = "MODEL")]
     models: Vec<PathBuf>,
-    /// The site folder; replaced as a whole, only when the build succeeds.
-    #[arg(short, long, default_value = "site")]
-    out: PathBuf,
+    /// The project file (default: ./ggviz.toml if there is one); these
+    /// flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The site folder (default: `site`); replaced as a whole, only when the
+    /// build succeeds.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// A folder whose files override the default theme's, path by path
     /// (templates/, css/, js/core/, js/views/).
     #[arg(long, value_name = "DIR")]
@@ -115,10 +161,10 @@ struct EngineArgs {
     /// that makes llama.cpp abort then takes ggviz down with it.
     #[arg(long)]
     in_process: bool,
-    /// Where the model runs: cpu, or cuda:N with a build that has the
-    /// `cuda` feature.
-    #[arg(long, default_value = "cpu", value_parser = parse_supported)]
-    device: Device,
+    /// Where the model runs: cpu (default), or cuda:N with a build that
+    /// has the `cuda` feature.
+    #[arg(long, value_parser = parse_supported)]
+    device: Option<Device>,
     /// Layers to offload to the GPU (default: all; needs --device cuda:N).
     #[arg(long)]
     gpu_layers: Option<u32>,
@@ -126,18 +172,18 @@ struct EngineArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Refuse prompts longer than this many tokens (the trace grows with the
-    /// square of the length).
-    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
-    max_tokens: usize,
+    /// square of the length; default 512).
+    #[arg(long)]
+    max_tokens: Option<usize>,
 }
 
 impl EngineArgs {
     fn session(&self) -> SessionOptions {
         SessionOptions {
-            device: self.device,
+            device: self.device.unwrap_or_default(),
             gpu_layers: self.gpu_layers,
             threads: self.threads.unwrap_or(0),
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         }
     }
 }
@@ -241,6 +287,45 @@ fn local_model(model: &std::path::Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot fetch the model {}", model.display()))
 }
 
+/// llama.cpp's work runs in a child ggviz (see `ggviz::worker`) unless
+/// `--in-process` says otherwise.
+fn isolation(engine: &EngineArgs, verbose: u8) -> anyhow::Result<Isolation> {
+    if engine.in_process {
+        return Ok(Isolation::InProcess);
+    }
+    let cmd = WorkerCommand::current(verbose)
+        .context("cannot find ggviz's own executable to start its worker")?;
+    Ok(Isolation::Worker(cmd))
+}
+
+/// The Graphistry upload asked for: `--graphistry` wins over the project
+/// file's `[graphistry]`; credentials come from the environment only.
+fn graphistry_request(
+    flag: Option<GraphistryArg>,
+    project: &config::GraphistryConfig,
+) -> Option<fetch::graphistry::Request> {
+    let mode = match flag {
+        Some(GraphistryArg::Auto) => fetch::graphistry::Mode::Auto,
+        Some(GraphistryArg::Required) => fetch::graphistry::Mode::Required,
+        None if project.required => fetch::graphistry::Mode::Required,
+        None if project.enabled => fetch::graphistry::Mode::Auto,
+        None => return None,
+    };
+    let mut credentials = fetch::graphistry::Credentials::from_env();
+    if let (Some(c), Some(server), None) = (
+        credentials.as_mut(),
+        &project.server,
+        std::env::var_os("GRAPHISTRY_SERVER"),
+    ) {
+        c.server = server.trim_end_matches('/').to_owned();
+    }
+    Some(fetch::graphistry::Request {
+        mode,
+        credentials,
+        head_threshold: fetch::graphistry::DEFAULT_HEAD_THRESHOLD,
+    })
+}
+
 fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let model = open_for_inspect(&args.file)?;
     let anatomy = Anatomy::from_model(&model)
@@ -261,60 +346,52 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
-/// llama.cpp's work runs in a child ggviz (see `ggviz::worker`) unless
-/// `--in-process` says otherwise.
-fn isolation(engine: &EngineArgs, verbose: u8) -> anyhow::Result<Isolation> {
-    if engine.in_process {
-        return Ok(Isolation::InProcess);
+impl BuildArgs {
+    /// What the command line says, over the project file.
+    fn overrides(&self) -> config::Overrides {
+        config::Overrides {
+            models: self.models.clone(),
+            out: self.out.clone(),
+            theme: self.theme.clone(),
+            content: self.content.clone(),
+            title: self.title.clone(),
+            no_inference: self.no_inference,
+            prompts: self.prompts.clone(),
+            prompts_file: self.prompts_file.clone(),
+            ablation: self.ablation,
+            device: self.engine.device,
+            analytics_device: self.analytics_device,
+            gpu_layers: self.engine.gpu_layers,
+            threads: self.engine.threads,
+            max_tokens: self.engine.max_tokens,
+        }
     }
-    let cmd = WorkerCommand::current(verbose)
-        .context("cannot find ggviz's own executable to start its worker")?;
-    Ok(Isolation::Worker(cmd))
+
+    /// The project file and the flags, combined.
+    fn resolve(&self) -> anyhow::Result<config::Resolved> {
+        let project = config::Project::discover(self.config.as_deref())?;
+        Ok(config::resolve(project.as_ref(), &self.overrides())?)
+    }
 }
 
 fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
-    let models = args
+    let mut resolved = args.resolve()?;
+    resolved.pipeline.site.models = resolved
+        .pipeline
+        .site
         .models
         .iter()
         .map(|m| local_model(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let site = ggviz::site::BuildOptions {
-        models,
-        out: args.out.clone(),
-        theme: args.theme.clone(),
-        content: args.content.clone(),
-        title: args.title.clone(),
-    };
-    let inference = if args.no_inference {
-        None
-    } else {
-        Some(pipeline::InferenceOptions {
-            prompts: prompts::select(&args.prompts, args.prompts_file.as_deref())?,
-            session: args.engine.session(),
-            ablation: args.ablation,
-            analytics_device: args.analytics_device,
-        })
-    };
-    let graphistry = args.graphistry.map(|mode| fetch::graphistry::Request {
-        mode: match mode {
-            GraphistryArg::Auto => fetch::graphistry::Mode::Auto,
-            GraphistryArg::Required => fetch::graphistry::Mode::Required,
-        },
-        credentials: fetch::graphistry::Credentials::from_env(),
-        head_threshold: fetch::graphistry::DEFAULT_HEAD_THRESHOLD,
-    });
+    resolved.pipeline.isolation = isolation(&args.engine, verbose)?;
+    resolved.pipeline.graphistry = graphistry_request(args.graphistry, &resolved.graphistry);
+    let out = resolved.pipeline.site.out.clone();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let opts = pipeline::PipelineOptions {
-        site,
-        inference,
-        isolation: isolation(&args.engine, verbose)?,
-        graphistry,
-    };
-    let result = pipeline::build(&opts, &progress);
+    let result = pipeline::build_named(&resolved.pipeline, &resolved.names, &progress);
     progress.finish_and_clear();
     let (summary, times) =
-        result.with_context(|| format!("cannot build the site in {}", args.out.display()))?;
+        result.with_context(|| format!("cannot build the site in {}", out.display()))?;
     let mut stderr = std::io::stderr().lock();
     for (page, t) in summary.models.iter().zip(&times) {
         let stages: Vec<String> = t
@@ -329,6 +406,10 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
             inspect::human_bytes(page.bytes as u64),
             stages.join(", ")
         )?;
+        if let Some(base) = &resolved.base_url {
+            let dir = page.path.strip_suffix("index.html").unwrap_or(&page.path);
+            writeln!(stderr, "    {base}{dir}")?;
+        }
     }
     writeln!(
         stderr,
@@ -338,6 +419,56 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
         summary.other.len(),
         summary.elapsed.as_secs_f64()
     )?;
+    Ok(())
+}
+
+fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let bind = std::net::SocketAddr::new(args.bind, args.port);
+    if !args.bind.is_loopback() {
+        eprintln!("warning: listening on {bind}: other machines on the network can read the site");
+    }
+    let opts = serve::ServeOptions {
+        config: args.build.config.clone(),
+        overrides: args.build.overrides(),
+        bind,
+    };
+    let log = std::sync::Arc::new(|line: String| eprintln!("{line}"));
+    let server = serve::start(opts, log).context("cannot serve the site")?;
+    let url = format!("http://{}/", server.addr);
+    eprintln!("serving on {url} (Ctrl-C to stop)");
+    if args.open {
+        open_browser(&url);
+    }
+    server.wait();
+    Ok(())
+}
+
+/// Opens `url` with the system's handler; a failure is only a warning.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener).arg(url).spawn() {
+        eprintln!("warning: cannot open a browser ({opener}: {e}); open {url} yourself");
+    }
+}
+
+fn run_init(args: &InitArgs) -> anyhow::Result<()> {
+    let written = init::init(&init::InitOptions {
+        dir: args.dir.clone(),
+        models: args.models.clone(),
+        title: args.title.clone(),
+        force: args.force,
+    })?;
+    for path in written {
+        eprintln!("  wrote {}", path.display());
+    }
+    eprintln!(
+        "next: list your models in {}, then `ggviz serve` or `ggviz build`",
+        args.dir.join(config::FILE_NAME).display()
+    );
     Ok(())
 }
 
@@ -356,9 +487,8 @@ fn run_run(args: &RunArgs, verbose: u8) -> anyhow::Result<()> {
             ..CaptureOptions::default()
         },
     };
-    let model = local_model(&args.model)?;
     let job = Job::Run {
-        path: model,
+        path: local_model(&args.model)?,
         options,
     };
     let out = worker::run_job(
@@ -424,6 +554,8 @@ fn main() -> ExitCode {
         Command::Build(args) => run_build(args, cli.verbose),
         Command::Inspect(args) => run_inspect(args),
         Command::Run(args) => run_run(args, cli.verbose),
+        Command::Serve(args) => run_serve(args),
+        Command::Init(args) => run_init(args),
         Command::Devices(args) => run_devices(args),
         Command::Worker => return ExitCode::from(worker::serve()),
     };

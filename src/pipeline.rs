@@ -141,6 +141,16 @@ pub fn build(
     opts: &PipelineOptions,
     progress: &ProgressBar,
 ) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
+    build_named(opts, &[], progress)
+}
+
+/// [`build`], showing model `i` under `names[i]` when it is given (the
+/// display names of `ggviz.toml`).
+pub fn build_named(
+    opts: &PipelineOptions,
+    names: &[Option<String>],
+    progress: &ProgressBar,
+) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
     let start = Instant::now();
     if let Some(g) = &opts.graphistry
         && g.mode == graphistry::Mode::Required
@@ -151,40 +161,13 @@ pub fn build(
     let site = Site::prepare(&opts.site)?;
     let mut entries: Vec<ModelEntry> = Vec::new();
     let mut times = Vec::new();
-    for path in &opts.site.models {
+    for (i, path) in opts.site.models.iter().enumerate() {
         let slug = site::slug_for(path, &site::slugs(&entries));
-        let mut t = StageTimes {
-            model: slug.clone(),
-            stages: Vec::new(),
-        };
-        progress.set_message(format!("{slug}: reading the file"));
-        let read = Instant::now();
-        let mut report = site::model_report(path)?;
-        t.stages.push(("read".into(), ms(read)));
-        if let Some(inference) = &opts.inference {
-            let job = Job::Analyse {
-                path: path.clone(),
-                options: inference.clone(),
-            };
-            let out = worker::run_job(&job, &opts.isolation, &mut |event| match event {
-                Event::Progress(m) => progress.set_message(format!("{slug}: {m}")),
-                Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
-            });
-            let worker_err = |source| PipelineError::Worker {
-                path: path.clone(),
-                source: Box::new(source),
-            };
-            match out.map_err(worker_err)? {
-                Output::Analyse(analysis) => analysis.apply(&mut report, &mut t),
-                Output::Run(_) => {
-                    return Err(worker_err(WorkerError::Protocol {
-                        file: path.clone(),
-                        reason: "a run report where an analysis was due".into(),
-                    }));
-                }
-            }
+        let (mut entry, t) = analyse_model(path, &slug, opts, progress)?;
+        if let Some(Some(name)) = names.get(i) {
+            set_display_name(&mut entry, name);
         }
-        entries.push(ModelEntry { slug, report });
+        entries.push(entry);
         times.push(t);
     }
     if let Some(g) = &opts.graphistry {
@@ -228,6 +211,58 @@ fn graphistry_links(
         }
     }
     Ok(())
+}
+
+/// Shows `entry` under `name` (a display name from the project file).
+pub fn set_display_name(entry: &mut ModelEntry, name: &str) {
+    entry.report.model.name = name.to_owned();
+}
+
+/// One model's page data: its structure, and its behaviour unless
+/// inference is off (run where `opts.isolation` says). `slug` is its folder
+/// in the site.
+pub fn analyse_model(
+    path: &Path,
+    slug: &str,
+    opts: &PipelineOptions,
+    progress: &ProgressBar,
+) -> Result<(ModelEntry, StageTimes), PipelineError> {
+    let mut t = StageTimes {
+        model: slug.to_owned(),
+        stages: Vec::new(),
+    };
+    progress.set_message(format!("{slug}: reading the file"));
+    let read = Instant::now();
+    let mut report = site::model_report(path)?;
+    t.stages.push(("read".into(), ms(read)));
+    if let Some(inference) = &opts.inference {
+        let job = Job::Analyse {
+            path: path.to_owned(),
+            options: inference.clone(),
+        };
+        let out = worker::run_job(&job, &opts.isolation, &mut |event| match event {
+            Event::Progress(m) => progress.set_message(format!("{slug}: {m}")),
+            Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
+        });
+        let worker_err = |source| PipelineError::Worker {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        match out.map_err(worker_err)? {
+            Output::Analyse(analysis) => analysis.apply(&mut report, &mut t),
+            Output::Run(_) => {
+                return Err(worker_err(WorkerError::Protocol {
+                    file: path.to_owned(),
+                    reason: "a run report where an analysis was due".into(),
+                }));
+            }
+        }
+    }
+    let entry = ModelEntry {
+        slug: slug.to_owned(),
+        report,
+    };
+    Ok((entry, t))
 }
 
 /// Token ids for a prompt, exactly as the model will see them.

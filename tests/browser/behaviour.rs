@@ -19,7 +19,7 @@ use super::{common, ready, show_view, site};
 /// The SmolLM2 page with behaviour, built once for the whole test binary
 /// (inference and analytics are the slow part of the suite), into Cargo's
 /// scratch folder for integration tests.
-fn behaviour_page() -> &'static Path {
+pub(crate) fn behaviour_page() -> &'static Path {
     static PAGE: OnceLock<PathBuf> = OnceLock::new();
     PAGE.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-behaviour-site");

@@ -104,8 +104,19 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium.
+    /// Starts chromedriver and a headless Chromium, network off.
     pub async fn start() -> Browser {
+        Browser::start_with(true).await
+    }
+
+    /// Starts a headless Chromium that may reach loopback servers (for
+    /// pages served by `ggviz serve`); other addresses still go to a dead
+    /// proxy.
+    pub async fn start_online() -> Browser {
+        Browser::start_with(false).await
+    }
+
+    async fn start_with(offline: bool) -> Browser {
         let turn = ONE_AT_A_TIME.lock().await;
         let chromium = program(
             "GGVIZ_CHROMIUM",
@@ -164,11 +175,13 @@ impl Browser {
             _profile: profile,
             _turn: turn,
         };
-        browser
-            .client
-            .issue_cmd(Offline)
-            .await
-            .expect("cannot switch the network off");
+        if offline {
+            browser
+                .client
+                .issue_cmd(Offline)
+                .await
+                .expect("cannot switch the network off");
+        }
         browser
             .client
             .set_window_size(WINDOW.0, WINDOW.1)
@@ -184,6 +197,11 @@ impl Browser {
             .goto(&format!("{url}{hash}"))
             .await
             .expect("cannot open the page");
+    }
+
+    /// Opens a URL (a page served over HTTP).
+    pub async fn open_url(&self, url: &str) {
+        self.client.goto(url).await.expect("cannot open the page");
     }
 
     /// Runs `js` (a function body; `arguments` as usual) and returns its value.

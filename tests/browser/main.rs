@@ -4,6 +4,8 @@
 
 mod behaviour;
 mod harness;
+mod mobile;
+mod serve;
 
 use std::path::{Path, PathBuf};
 

@@ -94,6 +94,11 @@
         current = view;
         view.show();
         for (const b of tabs.children) b.setAttribute('aria-selected', String(b.dataset.view === id));
+        // On a phone the tabs scroll sideways: keep the chosen one in sight.
+        const tab = [...tabs.children].find((b) => b.dataset.view === id);
+        if (tab && tabs.scrollWidth > tabs.clientWidth) {
+          tabs.scrollLeft = Math.max(0, tab.offsetLeft - (tabs.clientWidth - tab.offsetWidth) / 2);
+        }
         for (const a of document.querySelectorAll('#explain .explain')) a.hidden = a.dataset.view !== id;
       }
       for (const v of available) if (created.has(v.id)) v.update(s, prev);

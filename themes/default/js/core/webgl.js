@@ -386,9 +386,26 @@ void main() {
       return best;
     }
 
+    // Mouse, pen and touch through pointer events: one pointer drags to
+    // pan (a short press is a click), two pointers pinch to zoom about
+    // their midpoint and pan with it; the wheel zooms.
     bindInput() {
       const c = this.canvas;
       let drag = null;
+      const touches = new Map();
+      let pinch = null;
+      const local = (x, y) => {
+        const r = c.getBoundingClientRect();
+        return { x: x - r.left, y: y - r.top };
+      };
+      const pinchState = () => {
+        const [a, b] = [...touches.values()];
+        return {
+          d: Math.max(Math.hypot(a.x - b.x, a.y - b.y), 1),
+          mx: (a.x + b.x) / 2,
+          my: (a.y + b.y) / 2,
+        };
+      };
       c.addEventListener('wheel', (ev) => {
         ev.preventDefault();
         const p = GG.charts.pointer(ev, c);
@@ -397,10 +414,27 @@ void main() {
       }, { passive: false });
       c.addEventListener('pointerdown', (ev) => {
         if (ev.button !== 0) return;
-        drag = { x: ev.clientX, y: ev.clientY, moved: 0, id: ev.pointerId };
+        touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
         if (c.setPointerCapture) { try { c.setPointerCapture(ev.pointerId); } catch (_) { /* synthetic pointers */ } }
+        if (touches.size === 2) {
+          // A second finger turns the drag into a pinch, never a click.
+          drag = null;
+          pinch = pinchState();
+          if (this.onHover) this.onHover(-1, ev);
+          return;
+        }
+        if (touches.size === 1) drag = { x: ev.clientX, y: ev.clientY, moved: 0, id: ev.pointerId };
       });
       c.addEventListener('pointermove', (ev) => {
+        if (touches.has(ev.pointerId)) touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+        if (pinch && touches.size === 2) {
+          const next = pinchState();
+          const m = local(next.mx, next.my);
+          this.panBy(next.mx - pinch.mx, next.my - pinch.my);
+          this.zoomAt(m.x, m.y, next.d / pinch.d);
+          pinch = next;
+          return;
+        }
         if (drag) {
           const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
           drag.moved += Math.abs(dx) + Math.abs(dy);
@@ -415,7 +449,12 @@ void main() {
           this.onHover(this.pick(p.x, p.y), ev);
         }
       });
+      const release = (ev) => {
+        touches.delete(ev.pointerId);
+        if (touches.size < 2) pinch = null;
+      };
       const end = (ev) => {
+        release(ev);
         if (!drag) return;
         const clicked = drag.moved <= 3;
         drag = null;
@@ -426,7 +465,7 @@ void main() {
         }
       };
       c.addEventListener('pointerup', end);
-      c.addEventListener('pointercancel', () => { drag = null; });
+      c.addEventListener('pointercancel', (ev) => { release(ev); drag = null; });
       c.addEventListener('pointerleave', (ev) => { if (!drag && this.onHover) this.onHover(-1, ev); });
       c.addEventListener('dblclick', (ev) => {
         if (!this.onDblClick) return;
