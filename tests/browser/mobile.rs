@@ -132,6 +132,23 @@ async fn every_view_fits_a_phone_without_overlaps() {
         .await;
     b.screenshot("mobile-stats").await;
     b.assert_clean_console().await;
+
+    // The site's index and a content page fit too.
+    let site = page.parent().and_then(|p| p.parent()).expect("site folder");
+    for (name, file) in [
+        ("index", site.join("index.html")),
+        ("about", site.join("docs/about.html")),
+    ] {
+        b.open(&file, "").await;
+        let wide = b
+            .js("return Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - document.documentElement.clientWidth")
+            .await;
+        assert!(
+            wide.as_f64().is_some_and(|w| w <= 1.0),
+            "{name} is {wide} px wider than the window"
+        );
+        b.screenshot(&format!("mobile-{name}")).await;
+    }
     b.client
         .set_window_size(WINDOW.0, WINDOW.1)
         .await
