@@ -148,10 +148,6 @@ pub enum ConfigError {
         "no models: give MODEL arguments, or list them in {FILE_NAME} as [[models]] tables with a `path`"
     )]
     NoModels,
-    #[error(
-        "model `{0}`: hf:// references are not supported by this build yet; download the file and give its path"
-    )]
-    RemoteModel(String),
     #[error(transparent)]
     Prompts(#[from] PromptError),
 }
@@ -324,11 +320,12 @@ fn relative_to(dir: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// A model reference as a local path. `hf://` references are resolved by
-/// the Hugging Face fetcher when the build has one.
+/// A model reference as a path: a local path relative to the project
+/// folder, or an `hf://` reference kept as it is, which the build downloads
+/// ([`crate::fetch::resolve_model_path`]) when it runs.
 pub fn model_path(source: &str, dir: &Path) -> Result<PathBuf, ConfigError> {
-    if source.starts_with("hf://") {
-        return Err(ConfigError::RemoteModel(source.to_owned()));
+    if crate::fetch::is_remote(source) {
+        return Ok(PathBuf::from(source));
     }
     Ok(relative_to(dir, Path::new(source)))
 }
@@ -601,8 +598,9 @@ server = "https://graphistry.example.org"
     fn no_models_anywhere_is_an_error() {
         let err = resolve(None, &Overrides::default()).expect_err("no models");
         assert!(matches!(err, ConfigError::NoModels));
+        // An hf:// reference stays a reference; the build downloads it.
         let p = project("[[models]]\npath = \"hf://o/r/f.gguf\"\n");
-        let err = resolve(Some(&p), &Overrides::default()).expect_err("hf");
-        assert!(err.to_string().contains("hf://o/r/f.gguf"));
+        let r = resolve(Some(&p), &Overrides::default()).expect("hf");
+        assert_eq!(r.pipeline.site.models, [PathBuf::from("hf://o/r/f.gguf")]);
     }
 }

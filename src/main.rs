@@ -422,7 +422,7 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+fn run_serve(args: &ServeArgs, verbose: u8) -> anyhow::Result<()> {
     let bind = std::net::SocketAddr::new(args.bind, args.port);
     if !args.bind.is_loopback() {
         eprintln!("warning: listening on {bind}: other machines on the network can read the site");
@@ -431,6 +431,7 @@ fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         config: args.build.config.clone(),
         overrides: args.build.overrides(),
         bind,
+        isolation: isolation(&args.build.engine, verbose)?,
     };
     let log = std::sync::Arc::new(|line: String| eprintln!("{line}"));
     let server = serve::start(opts, log).context("cannot serve the site")?;
@@ -554,7 +555,7 @@ fn main() -> ExitCode {
         Command::Build(args) => run_build(args, cli.verbose),
         Command::Inspect(args) => run_inspect(args),
         Command::Run(args) => run_run(args, cli.verbose),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(args, cli.verbose),
         Command::Init(args) => run_init(args),
         Command::Devices(args) => run_devices(args),
         Command::Worker => return ExitCode::from(worker::serve()),

@@ -221,6 +221,10 @@ fn serve_writes_what_build_writes_and_adds_live_reload_only_on_the_wire() {
             config: Some(config.clone()),
             overrides: Overrides::default(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            isolation: ggviz::worker::Isolation::Worker(ggviz::worker::WorkerCommand {
+                exe: env!("CARGO_BIN_EXE_ggviz").into(),
+                args: Vec::new(),
+            }),
         },
         Arc::new(|_| {}),
     )

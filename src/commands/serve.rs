@@ -36,8 +36,10 @@ use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use tokio::sync::broadcast;
 
 use crate::config::{self, ConfigError, Overrides, Project, Resolved};
+use crate::fetch::{self, FetchError};
 use crate::pipeline::{self, InferenceOptions, PipelineError};
 use crate::site::{self, BuildSummary, ModelEntry, Site, inline};
+use crate::worker::Isolation;
 
 /// The WebSocket the served pages connect to.
 pub const LIVE_RELOAD_PATH: &str = "/__ggviz/livereload";
@@ -57,6 +59,8 @@ pub struct ServeOptions {
     pub overrides: Overrides,
     /// Where to listen (loopback by default); port 0 picks a free one.
     pub bind: SocketAddr,
+    /// Where llama.cpp's work runs (the CLI: a worker process).
+    pub isolation: Isolation,
 }
 
 /// Why serving failed.
@@ -67,6 +71,8 @@ pub enum ServeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("cannot watch {}", path.display())]
     Watch {
         path: PathBuf,
@@ -135,6 +141,7 @@ pub struct Rebuilt {
 pub struct Rebuilder {
     config: Option<PathBuf>,
     overrides: Overrides,
+    isolation: Isolation,
     cache: HashMap<CacheKey, ModelEntry>,
 }
 
@@ -145,15 +152,27 @@ impl Rebuilder {
         Rebuilder {
             config,
             overrides,
+            isolation: Isolation::InProcess,
             cache: HashMap::new(),
         }
+    }
+
+    /// Runs llama.cpp's work where `isolation` says (default: in this
+    /// process).
+    pub fn with_isolation(mut self, isolation: Isolation) -> Rebuilder {
+        self.isolation = isolation;
+        self
     }
 
     /// Reads the project file again and builds the site.
     pub fn rebuild(&mut self, progress: &ProgressBar) -> Result<Rebuilt, ServeError> {
         let start = Instant::now();
         let project = Project::discover(self.config.as_deref())?;
-        let resolved = config::resolve(project.as_ref(), &self.overrides)?;
+        let mut resolved = config::resolve(project.as_ref(), &self.overrides)?;
+        resolved.pipeline.isolation = self.isolation.clone();
+        for model in &mut resolved.pipeline.site.models {
+            *model = fetch::resolve_model_path(model)?;
+        }
         let opts = &resolved.pipeline;
         let site = Site::prepare(&opts.site).map_err(PipelineError::from)?;
         let mut entries: Vec<ModelEntry> = Vec::new();
@@ -342,7 +361,8 @@ pub fn start(
     opts: ServeOptions,
     log: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<Server, ServeError> {
-    let mut rebuilder = Rebuilder::new(opts.config.clone(), opts.overrides.clone());
+    let mut rebuilder = Rebuilder::new(opts.config.clone(), opts.overrides.clone())
+        .with_isolation(opts.isolation.clone());
     let progress = ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let first = rebuilder.rebuild(&progress);

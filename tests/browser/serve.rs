@@ -59,6 +59,7 @@ async fn a_content_edit_reloads_the_open_page_within_a_second() {
             config: Some(dir.join("ggviz.toml")),
             overrides: Overrides::default(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            isolation: Default::default(),
         },
         Arc::new(|line| eprintln!("serve: {line}")),
     )
