@@ -69,8 +69,13 @@ async fn the_page_links_both_graphs_and_stays_offline() {
             head_threshold: 0.5,
         }),
     };
+    // The upload uses blocking HTTP, which must not run on the test's async
+    // runtime (as `ggviz build` never does).
     let (summary, _) =
-        pipeline::build(&opts, &indicatif::ProgressBar::hidden()).expect("site with links");
+        std::thread::spawn(move || pipeline::build(&opts, &indicatif::ProgressBar::hidden()))
+            .join()
+            .expect("build thread")
+            .expect("site with links");
     drop(server);
     let page = out.join(&summary.models[0].path);
 
