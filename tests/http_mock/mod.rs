@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +107,8 @@ pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Exchange>>>,
     stop: Arc<AtomicBool>,
+    /// Connections accepted and not yet logged.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -118,22 +120,44 @@ impl Server {
         let addr = listener.local_addr().expect("local address");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
         {
-            let (log, stop) = (log.clone(), stop.clone());
+            let (log, stop, in_flight) = (log.clone(), stop.clone(), in_flight.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
+                            in_flight.fetch_add(1, Ordering::SeqCst);
                             let (log, handler) = (log.clone(), handler.clone());
-                            std::thread::spawn(move || serve(stream, &*handler, &log));
+                            let in_flight = in_flight.clone();
+                            std::thread::spawn(move || {
+                                serve(stream, &*handler, &log);
+                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                            });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
                 }
             });
         }
-        Server { addr, log, stop }
+        Server {
+            addr,
+            log,
+            stop,
+            in_flight,
+        }
+    }
+
+    /// Waits (up to 5 s) until every accepted connection is logged: the
+    /// client may have its answer before the server thread records it.
+    fn settle(&self) {
+        for _ in 0..500 {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn url(&self) -> String {
@@ -141,10 +165,12 @@ impl Server {
     }
 
     pub fn log(&self) -> Vec<Exchange> {
+        self.settle();
         self.log.lock().expect("log").clone()
     }
 
     pub fn clear_log(&self) {
+        self.settle();
         self.log.lock().expect("log").clear();
     }
 
