@@ -3,6 +3,7 @@
 # only (--no-inference) and with the bundled prompts (inference + analytics),
 # 3 runs each, with ggviz's own per-stage times of the last run and the
 # largest peak RSS of the three (from /usr/bin/time).
+# The third run is the same build with llama.cpp in ggviz's own process.
 # Targets (issues 3 and 5): structure only under 1 s and a page under 1.5 MB;
 # with inference under 15 s and a page under 4 MB.
 set -euo pipefail
@@ -11,7 +12,9 @@ model=${GGVIZ_TEST_MODEL:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 cargo build --release --quiet
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for mode in "--no-inference" ""; do
+# `--in-process` runs llama.cpp in ggviz's own process instead of its worker
+# process: the difference is what the isolation costs (issue 12).
+for mode in "--no-inference" "" "--in-process"; do
   label=${mode:-"with inference"}
   times=()
   rss=0

@@ -19,3 +19,4 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod site;
+pub mod worker;

@@ -13,6 +13,7 @@ use ggviz::anatomy::Anatomy;
 use ggviz::engine::device::parse_supported;
 use ggviz::engine::{CaptureOptions, DEFAULT_MAX_TOKENS, Device, HeadCapture, SessionOptions};
 use ggviz::gguf::GgufModel;
+use ggviz::worker::{self, Event, Isolation, Job, Output, WorkerCommand};
 use ggviz::{fetch, inspect, pipeline, run};
 
 /// Turn GGUF model files into self-contained, offline dashboards.
@@ -36,6 +37,14 @@ enum Command {
     /// hidden states and head contributions; print the tokens, the most
     /// probable next tokens and the timing.
     Run(RunArgs),
+    /// List what llama.cpp sees: its backends, devices (with memory) and the
+    /// CPU features its CPU backend uses.
+    Devices(DevicesArgs),
+    /// Internal: run one job of llama.cpp work sent on stdin (ggviz starts
+    /// itself this way so a model that makes llama.cpp abort cannot take
+    /// the whole command down).
+    #[command(name = "__worker", hide = true)]
+    Worker,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +110,11 @@ enum GraphistryArg {
 /// Where and how llama.cpp runs (shared by `run` and `build`).
 #[derive(Debug, clap::Args)]
 struct EngineArgs {
+    /// Run llama.cpp inside this process instead of a worker process: a
+    /// little faster to start (for debugging and benchmarks), but a model
+    /// that makes llama.cpp abort then takes ggviz down with it.
+    #[arg(long)]
+    in_process: bool,
     /// Where the model runs: cpu, or cuda:N with a build that has the
     /// `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = parse_supported)]
@@ -143,6 +157,13 @@ struct InspectArgs {
     /// List every metadata key (long arrays summarised).
     #[arg(long)]
     metadata: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DevicesArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -240,7 +261,18 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
-fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
+/// llama.cpp's work runs in a child ggviz (see `ggviz::worker`) unless
+/// `--in-process` says otherwise.
+fn isolation(engine: &EngineArgs, verbose: u8) -> anyhow::Result<Isolation> {
+    if engine.in_process {
+        return Ok(Isolation::InProcess);
+    }
+    let cmd = WorkerCommand::current(verbose)
+        .context("cannot find ggviz's own executable to start its worker")?;
+    Ok(Isolation::Worker(cmd))
+}
+
+fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
     let models = args
         .models
         .iter()
@@ -273,12 +305,13 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     });
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let options = pipeline::PipelineOptions {
+    let opts = pipeline::PipelineOptions {
         site,
         inference,
+        isolation: isolation(&args.engine, verbose)?,
         graphistry,
     };
-    let result = pipeline::build(&options, &progress);
+    let result = pipeline::build(&opts, &progress);
     progress.finish_and_clear();
     let (summary, times) =
         result.with_context(|| format!("cannot build the site in {}", args.out.display()))?;
@@ -308,7 +341,7 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_run(args: &RunArgs) -> anyhow::Result<()> {
+fn run_run(args: &RunArgs, verbose: u8) -> anyhow::Result<()> {
     let options = run::RunOptions {
         prompt: args.prompt.clone(),
         top_k: args.top_k as usize,
@@ -324,8 +357,21 @@ fn run_run(args: &RunArgs) -> anyhow::Result<()> {
         },
     };
     let model = local_model(&args.model)?;
-    let report = run::run(&model, &options)
-        .with_context(|| format!("cannot run {}", args.model.display()))?;
+    let job = Job::Run {
+        path: model,
+        options,
+    };
+    let out = worker::run_job(
+        &job,
+        &isolation(&args.engine, verbose)?,
+        &mut |event| match event {
+            Event::Log(line) => eprintln!("{line}"),
+            Event::Progress(_) => {}
+        },
+    )?;
+    let Output::Run(report) = out else {
+        anyhow::bail!("ggviz's worker answered a run with something else");
+    };
     let out = if args.json {
         run::to_json(&report)? + "\n"
     } else {
@@ -337,13 +383,49 @@ fn run_run(args: &RunArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+fn run_devices(args: &DevicesArgs) -> anyhow::Result<()> {
+    let report = ggviz::engine::ffi::system_report();
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        let mut out = String::from("backends\n");
+        for (name, n) in &report.backends {
+            out += &format!("  {name:<10} {n} device(s)\n");
+        }
+        out += "devices\n";
+        for d in &report.devices {
+            let memory = if d.memory_total > 0 {
+                format!(
+                    ", {} free of {}",
+                    inspect::human_bytes(d.memory_free),
+                    inspect::human_bytes(d.memory_total)
+                )
+            } else {
+                String::new()
+            };
+            out += &format!(
+                "  {:<10} {} ({}, {} backend{memory})\n",
+                d.name, d.description, d.kind, d.backend
+            );
+        }
+        out += &format!("llama.cpp system info\n  {}\n", report.system_info);
+        out
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
-        Command::Build(args) => run_build(args),
+        Command::Build(args) => run_build(args, cli.verbose),
         Command::Inspect(args) => run_inspect(args),
-        Command::Run(args) => run_run(args),
+        Command::Run(args) => run_run(args, cli.verbose),
+        Command::Devices(args) => run_devices(args),
+        Command::Worker => return ExitCode::from(worker::serve()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

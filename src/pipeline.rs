@@ -5,27 +5,35 @@
 //! give the structure report; the engine gives one trace per prompt; the
 //! analysis turns traces into numbers; the report carries them; the site
 //! renders. The time of each stage is kept, shown on the page and printed.
+//! A model's run (the engine and the analyses of its traces) is one job,
+//! [`analyse_behaviour`], which the CLI runs in a worker process (see
+//! [`crate::worker`]) so that llama.cpp aborting on one file cannot take
+//! the build down.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
 
-use crate::analysis::behaviour::{Analyser, Behaviour, PromptKind, next_token_loss};
+use crate::analysis::behaviour::{Analyser, PromptKind, next_token_loss};
+use crate::analysis::kernels;
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
+use crate::anatomy::Anatomy;
 use crate::engine::{
     CaptureOptions, Device, EngineError, HeadCapture, Intervention, Session, SessionOptions,
     TokenId,
 };
 use crate::fetch::graphistry;
-use crate::report::ModelInfo;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
+use crate::report::{HeadMetric, ModelReport};
 use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
+use crate::worker::{self, Event, Isolation, Job, Output, WorkerError};
 
 /// How to run the models.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InferenceOptions {
     pub prompts: Vec<PromptSpec>,
     pub session: SessionOptions,
@@ -43,6 +51,9 @@ pub struct PipelineOptions {
     pub site: BuildOptions,
     /// `None` builds structure only (`--no-inference`).
     pub inference: Option<InferenceOptions>,
+    /// Where llama.cpp's work runs: in a worker process (the CLI), so a
+    /// model that makes llama.cpp abort fails alone, or in this process.
+    pub isolation: Isolation,
     /// Upload the graphs to Graphistry and link them (`--graphistry`);
     /// `None`: no network at all.
     pub graphistry: Option<graphistry::Request>,
@@ -53,7 +64,27 @@ pub struct PipelineOptions {
 pub struct StageTimes {
     pub model: String,
     /// Stage name → milliseconds, in the order they ran.
-    pub stages: Vec<(&'static str, f64)>,
+    pub stages: Vec<(String, f64)>,
+}
+
+/// What running a model adds to its structure report: the behaviour
+/// section, the head metrics it gives the head map, and the time of each
+/// stage. It is made where llama.cpp runs (a worker process) and crosses
+/// back as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelAnalysis {
+    pub behaviour: BehaviourSection,
+    pub head_metrics: Vec<HeadMetric>,
+    pub stages: Vec<(String, f64)>,
+}
+
+impl ModelAnalysis {
+    /// Adds the analysis to `report` and its stage times to `times`.
+    pub fn apply(self, report: &mut ModelReport, times: &mut StageTimes) {
+        report.heads.metrics.extend(self.head_metrics);
+        report.behaviour = Some(self.behaviour);
+        times.stages.extend(self.stages);
+    }
 }
 
 /// A failed build.
@@ -89,6 +120,15 @@ pub enum PipelineError {
         #[source]
         source: Box<EngineError>,
     },
+    /// A model's run failed in its worker process (llama.cpp aborted, or
+    /// the run failed there); the other models' work is not lost, but the
+    /// site is not replaced.
+    #[error("cannot analyse {}", path.display())]
+    Worker {
+        path: PathBuf,
+        #[source]
+        source: Box<WorkerError>,
+    },
 }
 
 fn ms(since: Instant) -> f64 {
@@ -120,12 +160,29 @@ pub fn build(
         progress.set_message(format!("{slug}: reading the file"));
         let read = Instant::now();
         let mut report = site::model_report(path)?;
-        t.stages.push(("read", ms(read)));
+        t.stages.push(("read".into(), ms(read)));
         if let Some(inference) = &opts.inference {
-            let behaviour = behaviour(path, &report.model, inference, progress, &slug, &mut t)?;
-            let (section, behaviour) = behaviour;
-            BehaviourSection::add_head_metrics(&behaviour, &mut report.heads);
-            report.behaviour = Some(section);
+            let job = Job::Analyse {
+                path: path.clone(),
+                options: inference.clone(),
+            };
+            let out = worker::run_job(&job, &opts.isolation, &mut |event| match event {
+                Event::Progress(m) => progress.set_message(format!("{slug}: {m}")),
+                Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
+            });
+            let worker_err = |source| PipelineError::Worker {
+                path: path.clone(),
+                source: Box::new(source),
+            };
+            match out.map_err(worker_err)? {
+                Output::Analyse(analysis) => analysis.apply(&mut report, &mut t),
+                Output::Run(_) => {
+                    return Err(worker_err(WorkerError::Protocol {
+                        file: path.clone(),
+                        reason: "a run report where an analysis was due".into(),
+                    }));
+                }
+            }
         }
         entries.push(ModelEntry { slug, report });
         times.push(t);
@@ -137,7 +194,7 @@ pub fn build(
     let render = Instant::now();
     let summary = site.write(&entries, start)?;
     if let Some(last) = times.last_mut() {
-        last.stages.push(("render", ms(render)));
+        last.stages.push(("render".into(), ms(render)));
     }
     Ok((summary, times))
 }
@@ -195,20 +252,20 @@ fn prompt_ids(
     Ok((ids, PromptKind::Text))
 }
 
-/// Runs the prompts through `path` and analyses the traces.
-fn behaviour(
+/// Runs the prompts through the model at `path` and analyses the traces:
+/// the model stage of a build, run where llama.cpp runs (see
+/// [`crate::worker`]). `progress` hears what it is doing.
+pub fn analyse_behaviour(
     path: &Path,
-    model: &ModelInfo,
     opts: &InferenceOptions,
-    progress: &ProgressBar,
-    slug: &str,
-    t: &mut StageTimes,
-) -> Result<(BehaviourSection, Behaviour), PipelineError> {
+    progress: &dyn Fn(&str),
+) -> Result<ModelAnalysis, PipelineError> {
+    let mut stages: Vec<(String, f64)> = Vec::new();
     let engine_err = |source| PipelineError::Engine {
         path: path.to_owned(),
         source: Box::new(source),
     };
-    progress.set_message(format!("{slug}: loading the model into llama.cpp"));
+    progress("loading the model into llama.cpp");
     let load = Instant::now();
     let mut session = Session::load(path, opts.session).map_err(engine_err)?;
     let head_name = session.output_weight_name();
@@ -229,7 +286,13 @@ fn behaviour(
     } else {
         None
     };
-    let hp = &model.hparams;
+    let anatomy = Anatomy::from_model(session.gguf()).map_err(|source| {
+        PipelineError::Site(SiteError::Anatomy {
+            path: path.to_owned(),
+            source,
+        })
+    })?;
+    let hp = &anatomy.hparams;
     let dims = session.dims(1);
     let (n_layer, n_head, n_embd, n_vocab) = (dims.n_layer, dims.n_head, dims.n_embd, dims.n_vocab);
     // The head stays as stored (quantized) and goes to the analytics device,
@@ -238,7 +301,7 @@ fn behaviour(
     let head_matrix = session
         .device_matrix(head_name, analytics_device, n_embd, n_vocab)
         .map_err(engine_err)?;
-    t.stages.push(("load", ms(load)));
+    stages.push(("load".into(), ms(load)));
 
     let ones = vec![1f32; n_embd];
     let mut notes = Vec::new();
@@ -265,7 +328,8 @@ fn behaviour(
         final_norm: false,
         ..CaptureOptions::default()
     };
-    let (mut inference_ms, mut analytics_ms) = (0.0, 0.0);
+    let (mut inference_ms, mut analytics_ms, mut kernel_ms) = (0.0, 0.0, 0.0);
+    let mut gaps = Vec::with_capacity(opts.prompts.len());
     let mut all_ids = Vec::new();
     for (i, p) in opts.prompts.iter().enumerate() {
         let prompt_err = |source| PipelineError::Prompt {
@@ -273,8 +337,8 @@ fn behaviour(
             prompt: p.name.clone(),
             source: Box::new(source),
         };
-        progress.set_message(format!(
-            "{slug}: prompt {}/{} `{}`",
+        progress(&format!(
+            "prompt {}/{} `{}`",
             i + 1,
             opts.prompts.len(),
             p.name
@@ -283,6 +347,14 @@ fn behaviour(
         let (ids, kind) = prompt_ids(&session, p).map_err(prompt_err)?;
         let trace = session.trace_ids(&ids, &capture).map_err(prompt_err)?;
         inference_ms += ms(run);
+        let as_run = Instant::now();
+        let reference = session.logits_as_run(&ids).map_err(prompt_err)?;
+        kernel_ms += ms(as_run);
+        gaps.push(kernels::compare(
+            &trace.logits.data,
+            &reference.data,
+            n_vocab,
+        ));
         let analyse = Instant::now();
         analyser
             .add(&p.name, kind, p.text.as_deref(), &trace)
@@ -290,19 +362,20 @@ fn behaviour(
         analytics_ms += ms(analyse);
         all_ids.push(ids);
     }
-    t.stages.push(("inference", inference_ms));
+    stages.push(("inference".into(), inference_ms));
+    stages.push(("kernel check".into(), kernel_ms));
 
     let ablation = if opts.ablation {
         let run = Instant::now();
         let deltas =
-            ablate(&mut session, &all_ids, n_layer, n_head, progress, slug).map_err(engine_err)?;
-        t.stages.push(("ablation", ms(run)));
+            ablate(&mut session, &all_ids, n_layer, n_head, progress).map_err(engine_err)?;
+        stages.push(("ablation".into(), ms(run)));
         Some(deltas)
     } else {
         None
     };
 
-    progress.set_message(format!("{slug}: analysing"));
+    progress("analysing");
     let analyse = Instant::now();
     let mut behaviour = analyser.finish(ablation);
     behaviour.notes.extend(notes);
@@ -311,14 +384,17 @@ fn behaviour(
         .filter_map(|id| session.token(id as TokenId).ok().map(|tok| (id, tok.piece)))
         .collect();
     analytics_ms += ms(analyse);
-    t.stages.push(("analytics", analytics_ms));
-    let timing = t
-        .stages
-        .iter()
-        .map(|(name, ms)| ((*name).to_owned(), *ms))
-        .collect();
-    let section = BehaviourSection::new(&behaviour, vocab, timing);
-    Ok((section, behaviour))
+    stages.push(("analytics".into(), analytics_ms));
+    let timing = stages.iter().cloned().collect();
+    let mut section = BehaviourSection::new(&behaviour, vocab, timing);
+    for (prompt, gap) in section.prompts.iter_mut().zip(gaps) {
+        prompt.kernels = gap;
+    }
+    Ok(ModelAnalysis {
+        behaviour: section,
+        head_metrics: BehaviourSection::head_metrics(&behaviour),
+        stages,
+    })
 }
 
 /// The increase in mean next-token loss, averaged over prompts, when each
@@ -328,8 +404,7 @@ fn ablate(
     prompts: &[Vec<TokenId>],
     n_layer: usize,
     n_head: usize,
-    progress: &ProgressBar,
-    slug: &str,
+    progress: &dyn Fn(&str),
 ) -> Result<Vec<f32>, EngineError> {
     let n_vocab = session.dims(1).n_vocab;
     let mut baseline = Vec::with_capacity(prompts.len());
@@ -339,7 +414,7 @@ fn ablate(
     }
     let mut deltas = vec![0f32; n_layer * n_head];
     for l in 0..n_layer {
-        progress.set_message(format!("{slug}: ablating the heads of layer {l}/{n_layer}"));
+        progress(&format!("ablating the heads of layer {l}/{n_layer}"));
         for h in 0..n_head {
             let opts = CaptureOptions {
                 interventions: vec![Intervention::ZeroHeads {

@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::analysis::kernels::{self, KernelGap};
 use crate::engine::{
     CaptureOptions, EngineError, HeadCapture, Session, SessionOptions, Token, TokenId, Trace,
 };
@@ -18,7 +19,7 @@ use crate::engine::{
 pub const JSON_VERSION: u32 = 1;
 
 /// What to run and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOptions {
     /// The prompt, tokenized as llama.cpp tokenizes it.
     pub prompt: String,
@@ -32,7 +33,7 @@ pub struct RunOptions {
 }
 
 /// The model, as the run saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub path: String,
     pub architecture: String,
@@ -43,7 +44,7 @@ pub struct ModelSummary {
 }
 
 /// One prompt token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenJson {
     pub id: TokenId,
     pub piece: String,
@@ -52,7 +53,7 @@ pub struct TokenJson {
 }
 
 /// One candidate next token.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub id: TokenId,
     pub piece: String,
@@ -61,7 +62,7 @@ pub struct Candidate {
 }
 
 /// The candidates for the token after position `index`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PositionJson {
     pub index: usize,
     /// Sorted by probability, highest first.
@@ -69,7 +70,7 @@ pub struct PositionJson {
 }
 
 /// Where the time went, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     /// Validating the file and loading it into llama.cpp.
     pub load_ms: f64,
@@ -84,7 +85,7 @@ pub struct Timing {
 }
 
 /// What the capture kept.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptureSummary {
     /// Size of the trace, computed before the run.
     pub trace_bytes: u64,
@@ -97,7 +98,7 @@ pub struct CaptureSummary {
 }
 
 /// Everything `ggviz run` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub ggviz_run_version: u32,
     pub model: ModelSummary,
@@ -109,6 +110,9 @@ pub struct RunReport {
     pub positions: Vec<PositionJson>,
     pub timing: Timing,
     pub capture: CaptureSummary,
+    /// The gap between these next-token distributions and the same prompt
+    /// decoded as people run llama.cpp (flash attention auto, no callback).
+    pub kernels: Option<KernelGap>,
 }
 
 /// Loads `model`, runs the prompt with the capture on and reports.
@@ -129,6 +133,8 @@ pub fn run(model: &Path, options: &RunOptions) -> Result<RunReport, EngineError>
     let ids: Vec<TokenId> = tokens.iter().map(|t| t.id).collect();
     let trace = session.trace_ids(&ids, &options.capture)?;
     let positions = positions(&session, &trace, options)?;
+    let as_run = session.logits_as_run(&ids)?;
+    let kernels = kernels::compare(&trace.logits.data, &as_run.data, trace.dims.n_vocab);
     let dims = trace.dims;
     Ok(RunReport {
         ggviz_run_version: JSON_VERSION,
@@ -157,6 +163,7 @@ pub fn run(model: &Path, options: &RunOptions) -> Result<RunReport, EngineError>
             missing: trace.missing,
             notes: trace.notes,
         },
+        kernels,
     })
 }
 
@@ -276,6 +283,18 @@ pub fn to_text(report: &RunReport) -> String {
     }
     for note in &c.notes {
         let _ = writeln!(out, "        note: {note}");
+    }
+    if let Some(k) = &report.kernels {
+        let _ = writeln!(
+            out,
+            "kernels as people run llama.cpp (flash attention auto): KL {:.2e} nats mean, \
+             {:.2e} max; largest probability difference {:.4}; same top token at {:.0}% of {} positions",
+            k.kl_mean,
+            k.kl_max,
+            k.max_prob_diff,
+            100.0 * k.top1_agreement,
+            k.positions
+        );
     }
     out
 }

@@ -13,6 +13,7 @@ use ggviz::engine::SessionOptions;
 use ggviz::gguf::synthetic::SyntheticModel;
 use ggviz::pipeline::{self, InferenceOptions, PipelineOptions};
 use ggviz::site::BuildOptions;
+use ggviz::worker::{Isolation, WorkerCommand};
 use serde_json::Value;
 
 fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> Value {
@@ -31,11 +32,24 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
             ablation,
             analytics_device: None,
         }),
+        // Through the worker process, as the CLI runs it: what comes back
+        // over the pipe is what the page shows.
+        isolation: Isolation::Worker(WorkerCommand {
+            exe: env!("CARGO_BIN_EXE_ggviz").into(),
+            args: Vec::new(),
+        }),
         graphistry: None,
     };
     let (summary, times) = pipeline::build(&opts, &indicatif::ProgressBar::hidden()).unwrap();
-    let stages: Vec<&str> = times[0].stages.iter().map(|s| s.0).collect();
-    for stage in ["read", "load", "inference", "analytics", "render"] {
+    let stages: Vec<&str> = times[0].stages.iter().map(|s| s.0.as_str()).collect();
+    for stage in [
+        "read",
+        "load",
+        "inference",
+        "kernel check",
+        "analytics",
+        "render",
+    ] {
         assert!(stages.contains(&stage), "{stages:?}");
     }
     let page = std::fs::read_to_string(out.join(&summary.models[0].path)).unwrap();
@@ -153,6 +167,14 @@ fn last_lens_row_is_the_model_prediction() {
             // Every shown id has its piece.
             assert!(b["vocab"][format!("{}", lens_ids[cell * 5] as u32)].is_string());
         }
+    }
+    // Every prompt was also decoded as people run llama.cpp (flash attention
+    // auto): the gap is measured, small, and the page can show it.
+    for p in b["prompts"].as_array().unwrap() {
+        let k = &p["kernels"];
+        assert_eq!(k["positions"], p["n_tokens"], "{}", p["name"]);
+        assert!(k["kl_mean"].as_f64().unwrap() < 1e-2, "{k}");
+        assert!(k["top1_agreement"].as_f64().unwrap() > 0.8, "{k}");
     }
     // The fact prompt ends on "The capital of Italy is": the model says Rome.
     let fact = &b["prompts"][0];

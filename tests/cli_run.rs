@@ -148,3 +148,55 @@ fn refusals_are_clear() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("built without it"));
     }
 }
+
+#[test]
+fn devices_lists_the_cpu_and_its_features() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .args(["devices", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let devices = json["devices"].as_array().unwrap();
+    assert!(
+        devices
+            .iter()
+            .any(|d| d["kind"] == "cpu" && d["backend"] == "CPU"),
+        "{json}"
+    );
+    let backends = json["backends"].as_array().unwrap();
+    assert!(backends.iter().any(|b| b[0] == "CPU"), "{json}");
+    // The features the CPU backend was built with, as llama.cpp prints them.
+    assert!(
+        json["system_info"].as_str().unwrap().contains("CPU"),
+        "{json}"
+    );
+    let text = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .arg("devices")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with("backends\n") && text.contains("\ndevices\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_reports_the_gap_to_llama_cpp_as_people_run_it() {
+    let json = stdout_json(&["--prompt", "The capital of France is", "--json"]);
+    let k = &json["kernels"];
+    assert_eq!(k["positions"], 5, "{k}");
+    let kl = k["kl_mean"].as_f64().unwrap();
+    let dp = k["max_prob_diff"].as_f64().unwrap();
+    // Flash attention changes the order of the sums, not the model: the
+    // distributions stay close (on SmolLM2 Q4_1, CPU: KL 4.7e-3 nats,
+    // largest Δp 0.07, same top token everywhere), but they differ.
+    assert!(kl > 0.0 && kl < 5e-2, "{k}");
+    assert!(dp > 0.0 && dp < 0.25, "{k}");
+    assert!(k["top1_agreement"].as_f64().unwrap() >= 0.8, "{k}");
+}

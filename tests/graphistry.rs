@@ -103,6 +103,7 @@ fn build(
             ablation: false,
             analytics_device: None,
         }),
+        isolation: Default::default(),
         graphistry: request,
     };
     let result = pipeline::build(&opts, &indicatif::ProgressBar::hidden());

@@ -8,7 +8,7 @@
 //! patterns. Nothing here calls llama.cpp: the engine's output is the input.
 
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineError, Token, Trace};
 
@@ -25,7 +25,7 @@ pub const MAX_SIMILARITY_HEADS: usize = 2048;
 const LENS_CHUNK: usize = 64;
 
 /// How a prompt was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptKind {
     Text,
@@ -74,7 +74,7 @@ pub struct PromptAnalysis {
 }
 
 /// How head importance was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportanceKind {
     /// The mean norm of the head's contribution to the residual stream.

@@ -14,7 +14,7 @@ use linfa_linalg::eigh::Eigh;
 use ndarray::{Array1, Array2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::heads::HeadFeatures;
 
@@ -51,13 +51,13 @@ const NAMES: [(usize, f32, &str); 7] = [
 pub const K_RANGE: (usize, usize) = (3, 8);
 
 /// One cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     pub name: String,
     /// Why it has that name, e.g. "previous token is +2.1 σ above the mean head".
     pub rule: String,
     /// The feature that named it and its centre's z-score on it.
-    pub feature: &'static str,
+    pub feature: String,
     pub z: f32,
     /// Heads in the cluster.
     pub size: usize,
@@ -180,7 +180,7 @@ pub fn cluster(
                         CLUSTER_FEATURES[feature], z
                     ),
                     name,
-                    feature: CLUSTER_FEATURES[feature],
+                    feature: CLUSTER_FEATURES[feature].to_owned(),
                     z,
                     size: labels.iter().filter(|&&l| l == c).count(),
                     per_layer,

@@ -5,6 +5,7 @@
 pub mod behaviour;
 pub mod clusters;
 pub mod heads;
+pub mod kernels;
 pub mod lens;
 pub mod prompts;
 pub mod similarity;

@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod hparams;
 pub mod residual;
 pub mod roles;
+pub mod runnable;
 
 use serde::Serialize;
 

@@ -17,6 +17,13 @@ pub enum EngineError {
     /// sees it).
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The file is well-formed but holds values llama.cpp cannot run with
+    /// (it would assert and abort on some of them).
+    #[error("{} cannot be run: {}", path.display(), problems.join("; "))]
+    NotRunnable {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
     /// llama.cpp refused to load the model.
     #[error("llama.cpp could not load {path}{}", reason_suffix(.reason))]
     ModelLoad {

@@ -20,7 +20,7 @@ use super::error::EngineError;
 use super::ffi::{Context, ContextParams, DeviceMatrix, Model, ModelParams, TokenId};
 use super::heads::{self, HeadProjector, TensorBytes};
 use super::observer::{Captured, Capturer, Node, RESULT_NORM};
-use crate::anatomy::Anatomy;
+use crate::anatomy::{Anatomy, runnable};
 use crate::gguf::GgufModel;
 
 /// The longest prompt accepted unless told otherwise. Attention grows with
@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 512;
 const CONTEXT_STEP: usize = 64;
 
 /// How to load and run a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionOptions {
     /// Where the model runs.
     pub device: Device,
@@ -71,6 +71,9 @@ pub struct Session {
     observed: Option<Context>,
     /// Context without it, llama.cpp's plain path.
     plain: Option<Context>,
+    /// Context as people run llama.cpp: no callback, flash attention where
+    /// the backend has it (`-fa auto`).
+    as_run: Option<Context>,
     load_ms: f64,
 }
 
@@ -92,6 +95,16 @@ impl Session {
         // ggviz's reader validates every byte of the index before llama.cpp
         // sees the file, and gives the engine the weights it dequantizes.
         let gguf = GgufModel::open(path)?;
+        // Values llama.cpp would assert on (and abort) are refused here, with
+        // the key that holds them.
+        let anatomy = Anatomy::from_model(&gguf).map_err(|e| EngineError::NotRunnable {
+            path: path.to_path_buf(),
+            problems: vec![e.to_string()],
+        })?;
+        runnable::check(&anatomy, &gguf).map_err(|e| EngineError::NotRunnable {
+            path: path.to_path_buf(),
+            problems: e.problems,
+        })?;
         let model = Model::load(
             path,
             &ModelParams {
@@ -100,9 +113,7 @@ impl Session {
             },
         )?;
         let n_head = model.n_head();
-        let head_dim = Anatomy::from_model(&gguf)
-            .ok()
-            .map(|a| a.hparams.head_dim_v as usize)
+        let head_dim = Some(anatomy.hparams.head_dim_v as usize)
             .filter(|&d| d > 0)
             .unwrap_or_else(|| model.n_embd() / n_head.max(1));
         let shape = TraceDims {
@@ -128,6 +139,7 @@ impl Session {
             threads,
             observed: None,
             plain: None,
+            as_run: None,
             load_ms: ms(start),
         })
     }
@@ -301,7 +313,7 @@ impl Session {
             &mut self.observed,
             &self.model,
             self.threads,
-            true,
+            Route::Observed,
             ids.len(),
         )?;
         let start = Instant::now();
@@ -381,10 +393,45 @@ impl Session {
     pub fn logits(&mut self, ids: &[TokenId]) -> Result<Matrix, EngineError> {
         self.check_length(ids.len())?;
         let n_vocab = self.shape.n_vocab;
-        let ctx = context(&mut self.plain, &self.model, self.threads, false, ids.len())?;
+        let ctx = context(
+            &mut self.plain,
+            &self.model,
+            self.threads,
+            Route::Plain,
+            ids.len(),
+        )?;
         ctx.decode(ids, None)?;
         copy_logits(ctx, ids.len(), n_vocab)
     }
+
+    /// Runs `ids` as people run llama.cpp (`-fa auto`: flash attention where
+    /// the backend supports it, no eval callback) and returns the logits at
+    /// every position: how far the page's numbers, computed with flash
+    /// attention off, are from what users of llama.cpp get.
+    pub fn logits_as_run(&mut self, ids: &[TokenId]) -> Result<Matrix, EngineError> {
+        self.check_length(ids.len())?;
+        let n_vocab = self.shape.n_vocab;
+        let ctx = context(
+            &mut self.as_run,
+            &self.model,
+            self.threads,
+            Route::AsRun,
+            ids.len(),
+        )?;
+        ctx.decode(ids, None)?;
+        copy_logits(ctx, ids.len(), n_vocab)
+    }
+}
+
+/// Which of llama.cpp's paths a context takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// With the eval callback and flash attention off: the capture.
+    Observed,
+    /// No callback, flash attention off: the capture's own reference.
+    Plain,
+    /// No callback, flash attention as llama.cpp chooses (`-fa auto`).
+    AsRun,
 }
 
 /// The context in `slot`, made (or remade, when too small) for `n_tokens`.
@@ -392,14 +439,15 @@ fn context<'s>(
     slot: &'s mut Option<Context>,
     model: &Arc<Model>,
     threads: usize,
-    observable: bool,
+    route: Route,
     n_tokens: usize,
 ) -> Result<&'s mut Context, EngineError> {
     let params = ContextParams {
         n_tokens: u32::try_from(n_tokens.div_ceil(CONTEXT_STEP) * CONTEXT_STEP)
             .map_err(|_| EngineError::InvalidRequest("prompt too long".into()))?,
         n_threads: u32::try_from(threads).unwrap_or(u32::MAX),
-        observable,
+        observable: route == Route::Observed,
+        flash_attention: route == Route::AsRun,
     };
     if slot
         .as_ref()

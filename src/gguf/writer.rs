@@ -83,6 +83,29 @@ impl GgufWriter {
         self
     }
 
+    /// Sets a metadata entry: replaces the value where the key exists (in
+    /// place, keeping the order), appends it otherwise.
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<Value>) -> &mut Self {
+        let (key, value) = (key.into(), value.into());
+        match self.metadata.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.metadata.push((key, value)),
+        }
+        self
+    }
+
+    /// Removes a metadata entry, if present.
+    pub fn remove_metadata(&mut self, key: &str) -> &mut Self {
+        self.metadata.retain(|(k, _)| k != key);
+        self
+    }
+
+    /// Removes a tensor, if present.
+    pub fn remove_tensor(&mut self, name: &str) -> &mut Self {
+        self.tensors.retain(|t| t.name != name);
+        self
+    }
+
     /// Appends a tensor whose data must be exactly as long as its type and
     /// shape require.
     pub fn tensor(

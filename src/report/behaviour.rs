@@ -9,15 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analysis::behaviour::{Behaviour, ImportanceKind, PromptAnalysis, PromptKind};
 use crate::analysis::clusters::{CLUSTER_FEATURES, Cluster};
 use crate::analysis::heads::FEATURES;
+use crate::analysis::kernels::KernelGap;
 use crate::analysis::lens::{LensCell, TOP_K};
 use crate::engine::Token;
 
-use super::heads::{HeadMetric, HeadSection, MetricScale};
+use super::heads::{HeadMetric, MetricScale};
 use super::packed::Packed;
 
 /// Encodes a probability as round(255 · √p).
@@ -32,7 +33,7 @@ pub fn decode_prob(b: u8) -> f32 {
 }
 
 /// The logit lens (or the model's own prediction) as parallel arrays.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LensSection {
     /// `cells × top_k` token ids, best first.
     pub top_ids: Packed,
@@ -65,7 +66,7 @@ impl LensSection {
 }
 
 /// Per layer and token statistics, each `n_layer × n_tokens`, layer-major.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackerSection {
     pub hidden_norm: Packed,
     pub attn_norm: Packed,
@@ -74,11 +75,11 @@ pub struct TrackerSection {
 }
 
 /// One prompt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptSection {
     pub name: String,
     pub kind: PromptKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     pub n_tokens: usize,
     pub tokens: Vec<Token>,
@@ -92,10 +93,14 @@ pub struct PromptSection {
     pub lens_error: f32,
     pub loss: f32,
     pub missing: Vec<String>,
+    /// The gap between these next-token distributions and the same prompt
+    /// decoded as people run llama.cpp (flash attention auto, no callback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelGap>,
 }
 
 /// The heads split into k clusters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionSection {
     pub k: usize,
     pub silhouette: f32,
@@ -105,12 +110,12 @@ pub struct PartitionSection {
 }
 
 /// Head clusters for every k tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSection {
     /// The k with the best silhouette, shown first.
     pub k: usize,
     /// The features clustered, in the order of each cluster's `centre`.
-    pub features: Vec<&'static str>,
+    pub features: Vec<String>,
     pub partitions: Vec<PartitionSection>,
     /// `heads × 2`: the heads placed on the two leading principal components.
     pub xy: Packed,
@@ -119,33 +124,33 @@ pub struct ClusterSection {
 
 /// Heads on a plane: `heads × 2` coordinates (f32) and each axis's share
 /// of the variance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaneSection {
     pub xy: Packed,
     pub explained: [f32; 2],
 }
 
 /// How importance was measured, for the page to say.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportanceSection {
     pub kind: ImportanceKind,
-    pub description: &'static str,
+    pub description: String,
 }
 
 /// Everything the behaviour views show.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BehaviourSection {
     pub prompts: Vec<PromptSection>,
     /// Pieces of every token id the lens and predictions show.
     pub vocab: BTreeMap<u32, String>,
     pub importance: ImportanceSection,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clusters: Option<ClusterSection>,
     /// `heads × heads` round(255 · cosine) bytes; absent for very large models.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<Packed>,
     /// Heads placed by pattern similarity; present with `similarity`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity_plane: Option<PlaneSection>,
     pub notes: Vec<String>,
     /// Where the build's time went, in milliseconds, by stage.
@@ -176,6 +181,7 @@ fn prompt_section(p: &PromptAnalysis) -> PromptSection {
         lens_error: p.lens_error,
         loss: p.loss,
         missing: p.missing.clone(),
+        kernels: None,
     }
 }
 
@@ -202,7 +208,7 @@ impl BehaviourSection {
     ) -> BehaviourSection {
         let clusters = b.clustering.as_ref().map(|c| ClusterSection {
             k: c.k,
-            features: CLUSTER_FEATURES.to_vec(),
+            features: CLUSTER_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
             partitions: c
                 .partitions
                 .iter()
@@ -241,7 +247,8 @@ impl BehaviourSection {
                         "increase in mean next-token loss over the prompts when the head's \
                          output is zeroed before the output projection"
                     }
-                },
+                }
+                .to_owned(),
             },
             clusters,
             similarity,
@@ -251,14 +258,14 @@ impl BehaviourSection {
         }
     }
 
-    /// Adds the per-head features, importance and cluster to the head map's
-    /// metrics, so the head map (and every view that colours heads) can use
-    /// them.
-    pub fn add_head_metrics(b: &Behaviour, heads: &mut HeadSection) {
+    /// The per-head features, importance and cluster as head metrics, for
+    /// the head map (and every view that colours heads) to use.
+    pub fn head_metrics(b: &Behaviour) -> Vec<HeadMetric> {
+        let mut metrics = Vec::new();
         let column =
             |i: usize| -> Vec<f32> { b.features.iter().map(|f| f.to_array()[i]).collect() };
         for (i, (id, label, description)) in FEATURES.iter().enumerate() {
-            heads.metrics.push(HeadMetric {
+            metrics.push(HeadMetric {
                 id: (*id).to_owned(),
                 label: (*label).to_owned(),
                 description: (*description).to_owned(),
@@ -267,7 +274,7 @@ impl BehaviourSection {
                 values: Packed::f32(&column(i)),
             });
         }
-        heads.metrics.push(HeadMetric {
+        metrics.push(HeadMetric {
             id: "importance".into(),
             label: match b.importance_kind {
                 ImportanceKind::Contribution => "importance (contribution)".into(),
@@ -286,7 +293,7 @@ impl BehaviourSection {
             values: Packed::f32(&b.importance),
         });
         if let Some(c) = b.clustering.as_ref().map(|c| c.best()) {
-            heads.metrics.push(HeadMetric {
+            metrics.push(HeadMetric {
                 id: "cluster".into(),
                 label: "cluster".into(),
                 description: format!(
@@ -299,6 +306,7 @@ impl BehaviourSection {
                 values: Packed::f32(&c.labels.iter().map(|&l| f32::from(l)).collect::<Vec<_>>()),
             });
         }
+        metrics
     }
 }
 

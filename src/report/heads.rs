@@ -6,14 +6,14 @@
 //! head in that order, so analyses added later (entropy, induction score,
 //! importance, cluster) are more entries of the same list.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::{ArchGraph, NodeKind};
 
 use super::packed::Packed;
 
 /// How a head metric is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricScale {
     /// A quantity on a continuous scale.
@@ -23,14 +23,14 @@ pub enum MetricScale {
 }
 
 /// One value per head.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadMetric {
     pub id: String,
     pub label: String,
     pub description: String,
     pub scale: MetricScale,
     /// Names of the categories of a categorical metric, by code.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
     pub values: Packed,
 }

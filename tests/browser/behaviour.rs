@@ -38,6 +38,7 @@ fn behaviour_page() -> &'static Path {
                 ablation: false,
                 analytics_device: None,
             }),
+            isolation: Default::default(),
             graphistry: None,
         };
         let (summary, _) = pipeline::build(&opts, &indicatif::ProgressBar::hidden())

@@ -57,6 +57,7 @@ async fn the_page_links_both_graphs_and_stays_offline() {
             ablation: false,
             analytics_device: None,
         }),
+        isolation: Default::default(),
         graphistry: Some(graphistry::Request {
             mode: Mode::Required,
             credentials: Some(Credentials {

@@ -107,8 +107,9 @@ pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Exchange>>>,
     stop: Arc<AtomicBool>,
-    /// Connections accepted and not yet logged.
-    in_flight: Arc<AtomicUsize>,
+    /// Connections accepted whose exchange is not logged yet: a client can
+    /// read the whole answer before the server thread logs it.
+    active: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -120,20 +121,20 @@ impl Server {
         let addr = listener.local_addr().expect("local address");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let in_flight = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
+        let active = Arc::new(AtomicUsize::new(0));
         {
-            let (log, stop, in_flight) = (log.clone(), stop.clone(), in_flight.clone());
+            let (log, stop, active) = (log.clone(), stop.clone(), active.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            in_flight.fetch_add(1, Ordering::SeqCst);
-                            let (log, handler) = (log.clone(), handler.clone());
-                            let in_flight = in_flight.clone();
+                            let (log, handler, active) =
+                                (log.clone(), handler.clone(), active.clone());
+                            active.fetch_add(1, Ordering::SeqCst);
                             std::thread::spawn(move || {
                                 serve(stream, &*handler, &log);
-                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                                active.fetch_sub(1, Ordering::SeqCst);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -145,18 +146,7 @@ impl Server {
             addr,
             log,
             stop,
-            in_flight,
-        }
-    }
-
-    /// Waits (up to 5 s) until every accepted connection is logged: the
-    /// client may have its answer before the server thread records it.
-    fn settle(&self) {
-        for _ in 0..500 {
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            active,
         }
     }
 
@@ -164,13 +154,19 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Every exchange so far, once the connections in flight are logged
+    /// (waiting at most 5 s for them).
     pub fn log(&self) -> Vec<Exchange> {
-        self.settle();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.log.lock().expect("log").clone()
     }
 
+    /// Forgets every exchange so far, once those in flight are logged.
     pub fn clear_log(&self) {
-        self.settle();
+        let _ = self.log();
         self.log.lock().expect("log").clear();
     }
 

@@ -31,6 +31,10 @@ pub struct ContextParams {
     /// Install the eval callback. A context without it is llama.cpp's plain
     /// path, used as the reference the captured run is checked against.
     pub observable: bool,
+    /// Let llama.cpp choose flash attention as people run it (`-fa auto`).
+    /// The capture needs it off (the attention probabilities exist as a
+    /// tensor only then), so only an unobserved context may turn it on.
+    pub flash_attention: bool,
 }
 
 /// Watches a decode through llama.cpp's eval callback
@@ -99,7 +103,14 @@ impl Context {
         cp.n_seq_max = 1;
         cp.n_threads = threads;
         cp.n_threads_batch = threads;
-        cp.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        if params.flash_attention && params.observable {
+            return Err(invalid("the capture needs flash attention off"));
+        }
+        cp.flash_attn_type = if params.flash_attention {
+            sys::LLAMA_FLASH_ATTN_TYPE_AUTO
+        } else {
+            sys::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        };
         cp.swa_full = true;
         cp.no_perf = true;
         cp.embeddings = false;

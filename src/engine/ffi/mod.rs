@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
 use std::panic;
 use std::ptr;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use llama_cpp_sys_2 as sys;
 
@@ -43,11 +43,15 @@ pub type TokenId = i32;
 static INIT: Once = Once::new();
 
 thread_local! {
-    /// The last error llama.cpp logged on this thread. llama.cpp explains a
-    /// failed load or context creation only in its log, and logs it on the
-    /// calling thread, so the error returned to the caller can carry it.
-    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The errors llama.cpp logged on this thread since the last
+    /// [`clear_last_error`]. llama.cpp explains a failed load or context
+    /// creation only in its log, and logs it on the calling thread, so the
+    /// error returned to the caller can carry it.
+    static LAST_ERROR: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
+
+/// At most this many error lines are kept between two clears.
+const KEPT_ERRORS: usize = 8;
 
 /// Starts llama.cpp's backends once per process and routes its log (and
 /// ggml's, which `llama_log_set` sets too) into `tracing` under the target
@@ -84,8 +88,17 @@ unsafe extern "C" fn log_to_tracing(
         }
         match level {
             sys::GGML_LOG_LEVEL_ERROR => {
-                LAST_ERROR.with(|e| *e.borrow_mut() = Some(text.to_string()));
-                tracing::error!(target: "llama.cpp", "{text}");
+                LAST_ERROR.with(|e| {
+                    let mut e = e.borrow_mut();
+                    if e.len() == KEPT_ERRORS {
+                        e.remove(0);
+                    }
+                    e.push(text.to_string());
+                });
+                // Every engine error that follows a failed llama.cpp call
+                // carries these lines in its chain (`take_last_error`), so
+                // the log keeps them for -v rather than print them twice.
+                tracing::info!(target: "llama.cpp", "error: {text}");
             }
             sys::GGML_LOG_LEVEL_WARN => tracing::warn!(target: "llama.cpp", "{text}"),
             sys::GGML_LOG_LEVEL_INFO => tracing::debug!(target: "llama.cpp", "{text}"),
@@ -95,11 +108,79 @@ unsafe extern "C" fn log_to_tracing(
 }
 
 pub(super) fn clear_last_error() {
-    LAST_ERROR.with(|e| e.borrow_mut().take());
+    LAST_ERROR.with(|e| e.borrow_mut().clear());
 }
 
+/// What llama.cpp logged as errors since the last clear, as one reason.
+/// Its closing "failed to load model" line says nothing the caller's error
+/// does not, so the lines before it (the cause: `error loading model:
+/// missing tensor 'x'`) are what the reason holds.
 pub(super) fn take_last_error() -> Option<String> {
-    LAST_ERROR.with(|e| e.borrow_mut().take())
+    let lines = LAST_ERROR.with(|e| std::mem::take(&mut *e.borrow_mut()));
+    let telling: Vec<&str> = lines
+        .iter()
+        .map(|l| strip_function(l))
+        .filter(|l| !l.starts_with("failed to load model") && !l.starts_with("failed to"))
+        .collect();
+    if telling.is_empty() {
+        lines.last().map(|l| strip_function(l).to_owned())
+    } else {
+        Some(telling.join("; "))
+    }
+}
+
+/// `llama_model_load: error loading model: x` → `error loading model: x`.
+fn strip_function(line: &str) -> &str {
+    match line.split_once(": ") {
+        Some((f, rest))
+            if !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            rest
+        }
+        _ => line,
+    }
+}
+
+/// What to do with ggml's message when it aborts the process.
+static ABORT_HOOK: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Hands the message of any later `GGML_ASSERT` / `GGML_ABORT` to `hook`
+/// just before ggml aborts the process (instead of ggml printing it and a
+/// backtrace to stderr). The worker process uses it to tell the parent why
+/// it died; the process still ends by `abort()`, so the hook must only
+/// report. The first hook set wins.
+pub fn on_abort(hook: fn(&str)) {
+    if ABORT_HOOK.set(hook).is_ok() {
+        // SAFETY: the callback is a plain function valid for the life of the
+        // process; ggml calls it with a NUL-terminated message.
+        unsafe {
+            sys::ggml_set_abort_callback(Some(abort_to_hook));
+        }
+    }
+}
+
+unsafe extern "C" fn abort_to_hook(message: *const c_char) {
+    // SAFETY: ggml passes a NUL-terminated buffer that lives for the call.
+    let text = unsafe { lossy(message) };
+    // The process is about to abort; a panic here must not unwind into C.
+    let _ = panic::catch_unwind(|| {
+        if let Some(hook) = ABORT_HOOK.get() {
+            hook(&text);
+        }
+    });
+}
+
+/// Triggers ggml's own abort path (`ggml_abort`) with `message`, as a
+/// failed `GGML_ASSERT` would: for tests of the worker's isolation only.
+#[doc(hidden)]
+pub fn ggml_abort_for_test(message: &str) -> ! {
+    let file = c"ggviz-test";
+    let text = std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: all three strings are NUL-terminated and outlive the call;
+    // "%s" consumes exactly the one vararg given.
+    unsafe { sys::ggml_abort(file.as_ptr(), 0, c"%s".as_ptr(), text.as_ptr()) };
+    // ggml_abort does not return; the bindings just do not say so.
+    std::process::abort()
 }
 
 /// A compute device llama.cpp found, other than the CPU.
@@ -131,6 +212,85 @@ pub fn accelerators() -> Vec<BackendDevice> {
         }
     }
     out
+}
+
+/// What llama.cpp sees on this machine: its backends, its devices with
+/// their memory, and the CPU features its CPU backend was built with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SystemReport {
+    /// Registered backends (`CPU`, `CUDA`, ...), with how many devices each.
+    pub backends: Vec<(String, usize)>,
+    pub devices: Vec<DeviceReport>,
+    /// `llama_print_system_info()`: the CPU backend's features (`AVX2 = 1 |
+    /// AVX512 = 0 | ...`) as this build of llama.cpp has them.
+    pub system_info: String,
+}
+
+/// One device llama.cpp can compute on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceReport {
+    /// ggml's name for it: `CPU`, `CUDA0`, ...
+    pub name: String,
+    pub description: String,
+    /// `cpu`, `gpu`, `igpu` or `accel`.
+    pub kind: String,
+    /// The backend it belongs to.
+    pub backend: String,
+    pub memory_free: u64,
+    pub memory_total: u64,
+}
+
+/// What llama.cpp sees (for `ggviz devices`).
+pub fn system_report() -> SystemReport {
+    init();
+    // SAFETY: indices below the counts are valid; names and descriptions
+    // are static strings of the backend registry; `ggml_backend_dev_memory`
+    // writes two integers we own.
+    unsafe {
+        let backends = (0..sys::ggml_backend_reg_count())
+            .map(|i| sys::ggml_backend_reg_get(i))
+            .filter(|r| !r.is_null())
+            .map(|r| {
+                (
+                    lossy(sys::ggml_backend_reg_name(r)),
+                    sys::ggml_backend_reg_dev_count(r),
+                )
+            })
+            .collect();
+        let mut devices = Vec::new();
+        for i in 0..sys::ggml_backend_dev_count() {
+            let dev = sys::ggml_backend_dev_get(i);
+            if dev.is_null() {
+                continue;
+            }
+            let (mut free, mut total) = (0usize, 0usize);
+            sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
+            let reg = sys::ggml_backend_dev_backend_reg(dev);
+            devices.push(DeviceReport {
+                name: lossy(sys::ggml_backend_dev_name(dev)),
+                description: lossy(sys::ggml_backend_dev_description(dev)),
+                kind: match sys::ggml_backend_dev_type(dev) {
+                    sys::GGML_BACKEND_DEVICE_TYPE_CPU => "cpu",
+                    sys::GGML_BACKEND_DEVICE_TYPE_GPU => "gpu",
+                    sys::GGML_BACKEND_DEVICE_TYPE_IGPU => "igpu",
+                    _ => "accel",
+                }
+                .to_owned(),
+                backend: if reg.is_null() {
+                    String::new()
+                } else {
+                    lossy(sys::ggml_backend_reg_name(reg))
+                },
+                memory_free: free as u64,
+                memory_total: total as u64,
+            });
+        }
+        SystemReport {
+            backends,
+            devices,
+            system_info: lossy(sys::llama_print_system_info()).trim().to_owned(),
+        }
+    }
 }
 
 /// Finds the llama.cpp device for `device`: `None` for the CPU.

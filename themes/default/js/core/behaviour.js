@@ -65,6 +65,7 @@
       lens: lensArrays(raw.lens),
       prediction: lensArrays(raw.prediction),
       lensError: raw.lens_error,
+      kernels: raw.kernels || null,
       loss: raw.loss,
       missing: raw.missing,
     };

@@ -15,7 +15,7 @@
   const LEFT = 128, RIGHT = 116;
 
   let R, B, root, shown = false;
-  let promptSel, check, lensBox, detailBox, rankCanvas, heat, notes;
+  let promptSel, check, kernels, lensBox, detailBox, rankCanvas, heat, notes;
   let table = null, cells = [];     // cells[l][i] -> <td>; l = nLayer is llama.cpp's row
   let heatGeom = null;
   let builtPrompt = -1;
@@ -291,6 +291,18 @@
     return null;
   }
 
+  // How far these numbers are from llama.cpp as people run it (flash
+  // attention on where the backend has it, no eval callback).
+  function kernelText(k) {
+    if (!k) return '';
+    const agree = (100 * k.top1_agreement).toFixed(k.top1_agreement === 1 ? 0 : 1);
+    return `Kernels: run as people run llama.cpp (flash attention auto, no callback), the next-token ` +
+      `distributions differ from these by KL ${GG.fmtNum(k.kl_mean)} nats on average ` +
+      `(largest ${GG.fmtNum(k.kl_max)}), at most ${GG.fmtNum(k.max_prob_diff)} in any token\u2019s ` +
+      `probability; the top token agrees at ${agree}% of ${k.positions} positions. ` +
+      'Differences between models smaller than this are the kernels\u2019, not the models\u2019.';
+  }
+
   // ---- the page -------------------------------------------------------------------
 
   function render() {
@@ -302,6 +314,8 @@
       builtPrompt = P.index;
       check.textContent = `Lens check: the last layer reproduces llama.cpp\u2019s logits to ${GG.fmtNum(P.lensError)} (largest relative error)`;
       check.classList.toggle('bad', !(P.lensError < 1e-2));
+      kernels.textContent = kernelText(P.kernels);
+      kernels.hidden = !P.kernels;
       const missing = P.missing.length ? `llama.cpp offered no ${P.missing.join(', ')} for this architecture: those rows are grey.` : '';
       notes.textContent = [missing, ...B.notes].filter(Boolean).join(' ');
       notes.hidden = !notes.textContent;
@@ -328,9 +342,11 @@
       rankCanvas = GG.el('canvas', { id: 'lens-rank' });
       heat = GG.el('canvas', { id: 'tracker-heat', class: 'tracker-heat' });
       notes = GG.el('p', { class: 'note', hidden: true });
+      kernels = GG.el('p', { class: 'note kernel-gap', id: 'kernel-gap', hidden: true });
       root.append(
         GG.el('div', { class: 'toolbar' }, GG.el('label', {}, 'Prompt ', promptSel), check),
         GG.el('div', { class: 'scroll' },
+          kernels,
           GG.el('h3', { class: 'section-title' }, 'The logit lens: each layer\u2019s best guess at the next token',
             GG.el('span', { class: 'hint lens-key' }, 'colour: its probability', GG.el('span', { class: 'lens-ramp' }), '· bold: the model\u2019s final prediction · click a cell')),
           GG.el('div', { class: 'lens-grid' }, lensBox, detailBox),
