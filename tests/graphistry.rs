@@ -387,3 +387,30 @@ fn no_flag_means_no_request_and_required_needs_credentials() {
         "login and one dataset (no inference)"
     );
 }
+
+#[test]
+fn a_failed_upload_is_a_warning_naming_step_and_status() {
+    let server = graphistry_mock(Fail::Login401);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    SyntheticModel::default().writer().write(&model).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .arg("build")
+        .arg(&model)
+        .args(["--no-inference", "--graphistry", "-o"])
+        .arg(dir.path().join("site"))
+        .env("GRAPHISTRY_SERVER", server.url())
+        .env("GRAPHISTRY_PERSONAL_KEY_ID", "kid")
+        .env("GRAPHISTRY_PERSONAL_KEY_SECRET", "ksecret")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("log in") && stderr.contains("HTTP 401"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ksecret"), "{stderr}");
+    assert!(dir.path().join("site/index.html").is_file());
+}

@@ -360,6 +360,8 @@ fn inspect_reads_a_1_gib_remote_file_with_a_few_mib() {
     let sent = server.body_bytes_sent();
     assert!(sent < 10 * 1024 * 1024, "{sent} bytes sent");
     assert_eq!(sent, remote.bytes_transferred);
+    // One range request of the first slice: the header fits in it.
+    assert_eq!((remote.requests, sent), (1, fetch::remote::FIRST_FETCH));
     assert!(
         server
             .log()

@@ -245,10 +245,12 @@ mod tests {
             }) => assert!(*needed_end > 100 && *prefix_len == 100, "{err}"),
             other => panic!("{other:?}"),
         }
-        // A file that really ends there is truncated, as from a full read.
+        // A file that really ends there fails as a full read of it does.
         let err = GgufFile::from_prefix("m.gguf", bytes[..100].to_vec(), 100).unwrap_err();
+        let whole = GgufFile::from_bytes("m.gguf", bytes[..100].to_vec()).unwrap_err();
+        assert_eq!(err.to_string(), whole.to_string());
         assert!(
-            matches!(err.format_kind(), Some(FormatError::Truncated { .. })),
+            !matches!(err.format_kind(), Some(FormatError::BeyondPrefix { .. })),
             "{err}"
         );
         // Data ranges are checked against the announced size.

@@ -3,7 +3,10 @@
 //! `artifacts/screenshots/` for review.
 
 mod behaviour;
+mod graphistry;
 mod harness;
+#[path = "../http_mock/mod.rs"]
+mod http_mock;
 mod mobile;
 mod serve;
 

@@ -164,7 +164,9 @@ impl Server {
         self.log.lock().expect("log").clone()
     }
 
+    /// Forgets every exchange so far, once those in flight are logged.
     pub fn clear_log(&self) {
+        let _ = self.log();
         self.log.lock().expect("log").clear();
     }
 
