@@ -76,6 +76,10 @@ struct BuildArgs {
     /// `--device cuda:0 --analytics-device cuda:1` keeps them apart.
     #[arg(long, value_name = "DEVICE", value_parser = parse_supported)]
     analytics_device: Option<Device>,
+    /// Word analogies for the embeddings view instead of the bundled set:
+    /// TOML `[[analogy]]` tables with `a`, `b`, `c`, `d` (a − b + c = d).
+    #[arg(long, value_name = "FILE")]
+    analogies: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -195,6 +199,20 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+/// The embeddings analysis' settings, with `--analogies FILE` read.
+fn embedding_options(
+    analogies: Option<&std::path::Path>,
+) -> anyhow::Result<ggviz::analysis::embeddings::EmbeddingOptions> {
+    use ggviz::analysis::embeddings::{EmbeddingOptions, analogies::parse};
+    let mut opts = EmbeddingOptions::default();
+    if let Some(path) = analogies {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        opts.analogies = parse(&text, &path.display().to_string())?;
+    }
+    Ok(opts)
+}
+
 fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     let site = ggviz::site::BuildOptions {
         models: args.models.clone(),
@@ -215,7 +233,15 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     };
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = pipeline::build(&pipeline::PipelineOptions { site, inference }, &progress);
+    let embeddings = embedding_options(args.analogies.as_deref())?;
+    let result = pipeline::build(
+        &pipeline::PipelineOptions {
+            site,
+            inference,
+            embeddings,
+        },
+        &progress,
+    );
     progress.finish_and_clear();
     let (summary, times) =
         result.with_context(|| format!("cannot build the site in {}", args.out.display()))?;

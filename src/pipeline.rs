@@ -13,6 +13,7 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use crate::analysis::behaviour::{Analyser, Behaviour, PromptKind, next_token_loss};
+use crate::analysis::embeddings::{self, EmbeddingError, EmbeddingOptions, undertrained};
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
 use crate::engine::{
@@ -21,6 +22,7 @@ use crate::engine::{
 };
 use crate::report::ModelInfo;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
+use crate::report::embeddings::EmbeddingsSection;
 use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
 
 /// How to run the models.
@@ -42,6 +44,8 @@ pub struct PipelineOptions {
     pub site: BuildOptions,
     /// `None` builds structure only (`--no-inference`).
     pub inference: Option<InferenceOptions>,
+    /// The embeddings view's analysis (run with or without inference).
+    pub embeddings: EmbeddingOptions,
 }
 
 /// Where one model's build time went, in milliseconds.
@@ -65,6 +69,12 @@ pub enum PipelineError {
         path: PathBuf,
         #[source]
         source: Box<EngineError>,
+    },
+    #[error("cannot analyse the embeddings of {}", path.display())]
+    Embeddings {
+        path: PathBuf,
+        #[source]
+        source: EmbeddingError,
     },
     #[error("cannot run {}: prompt `{prompt}`", path.display())]
     Prompt {
@@ -99,8 +109,18 @@ pub fn build(
         let read = Instant::now();
         let mut report = site::model_report(path)?;
         t.stages.push(("read", ms(read)));
+        progress.set_message(format!("{slug}: analysing the embeddings"));
+        report.embeddings = Some(embeddings_section(path, &opts.embeddings, &mut t)?);
         if let Some(inference) = &opts.inference {
-            let behaviour = behaviour(path, &report.model, inference, progress, &slug, &mut t)?;
+            let behaviour = behaviour(
+                path,
+                &report.model,
+                inference,
+                progress,
+                &slug,
+                &mut t,
+                report.embeddings.as_mut(),
+            )?;
             let (section, behaviour) = behaviour;
             BehaviourSection::add_head_metrics(&behaviour, &mut report.heads);
             report.behaviour = Some(section);
@@ -115,6 +135,28 @@ pub fn build(
         last.stages.push(("render", ms(render)));
     }
     Ok((summary, times))
+}
+
+/// The embeddings view's section for `path`, timed as stage `embeddings`
+/// (its parts are logged at debug level).
+fn embeddings_section(
+    path: &Path,
+    opts: &EmbeddingOptions,
+    t: &mut StageTimes,
+) -> Result<EmbeddingsSection, PipelineError> {
+    let start = Instant::now();
+    let err = |source| PipelineError::Embeddings {
+        path: path.to_owned(),
+        source,
+    };
+    let gguf = crate::gguf::GgufModel::open(path)
+        .map_err(|e| err(EmbeddingError::Analysis(e.to_string())))?;
+    let (section, parts) = embeddings::analyse(&gguf, opts).map_err(err)?;
+    for (name, ms) in parts {
+        tracing::debug!("embeddings {name}: {ms:.0} ms");
+    }
+    t.stages.push(("embeddings", ms(start)));
+    Ok(section)
 }
 
 /// Token ids for a prompt, exactly as the model will see them.
@@ -147,6 +189,7 @@ fn behaviour(
     progress: &ProgressBar,
     slug: &str,
     t: &mut StageTimes,
+    embeddings: Option<&mut EmbeddingsSection>,
 ) -> Result<(BehaviourSection, Behaviour), PipelineError> {
     let engine_err = |source| PipelineError::Engine {
         path: path.to_owned(),
@@ -245,6 +288,20 @@ fn behaviour(
     } else {
         None
     };
+
+    if let Some(section) = embeddings {
+        progress.set_message(format!("{slug}: verifying under-trained tokens"));
+        let run = Instant::now();
+        let ids: Vec<u32> = section
+            .undertrained
+            .candidates
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        let probabilities = undertrained::verify(&mut session, &ids).map_err(engine_err)?;
+        section.set_verified(&probabilities);
+        t.stages.push(("undertrained", ms(run)));
+    }
 
     progress.set_message(format!("{slug}: analysing"));
     let analyse = Instant::now();

@@ -8,6 +8,7 @@
 //! absent, and the page shows a view only when its section is present.
 
 pub mod behaviour;
+pub mod embeddings;
 pub mod graph;
 pub mod heads;
 pub mod packed;
@@ -66,6 +67,9 @@ pub struct ModelReport {
     /// What the model did with the prompts; absent for structure-only builds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<BehaviourSection>,
+    /// The embeddings view's data (token embeddings, neighbours, layout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<embeddings::EmbeddingsSection>,
 }
 
 impl ModelReport {
@@ -98,6 +102,7 @@ impl ModelReport {
             graph: graph::section(a, g),
             heads: heads::section(g),
             behaviour: None,
+            embeddings: None,
         }
     }
 

@@ -6,10 +6,10 @@
 //! `GG.unpack()` turns a [`Packed`] back into the matching typed array.
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The element type of a packed array, named as in the page's typed arrays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     U8,
@@ -23,7 +23,7 @@ pub enum DType {
 
 /// A numeric array serialised as `{"dtype": "f32", "len": n, "b64": "…"}`,
 /// little-endian.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Packed {
     pub dtype: DType,
     pub len: usize,

@@ -128,10 +128,12 @@ impl SyntheticModel {
     /// every word falls back to bytes.
     pub fn word_pieces(&self) -> Vec<String> {
         let mut pieces = vec!["▁".to_string()];
+        // A set beside the list: benchmarks make 262,144-token vocabularies.
+        let mut seen: std::collections::HashSet<String> = pieces.iter().cloned().collect();
         for token in &self.extra_tokens {
             let ends = token.char_indices().map(|(i, _)| i).skip(2);
             for prefix in ends.map(|i| &token[..i]).chain([token.as_str()]) {
-                if !pieces.iter().any(|p| p == prefix) {
+                if seen.insert(prefix.to_string()) {
                     pieces.push(prefix.to_string());
                 }
             }
