@@ -134,6 +134,10 @@ pub struct MatrixSection {
     /// `exact`, or `reduced` (candidates from the reduced space, re-ranked).
     pub method: String,
     pub k: usize,
+    /// Recall@k of `neighbours` against an exact search on
+    /// `recall_sample` tokens (1 for the exact method).
+    pub recall: f32,
+    pub recall_sample: usize,
     /// `n × k` neighbour ids, best first.
     pub neighbours: Deflated,
     /// `n × k` cosine similarities as u8: `s = q / 255 · 2 − 1`.
@@ -179,6 +183,8 @@ impl MatrixSection {
             label: label.to_owned(),
             method: a.method.to_owned(),
             k: a.neighbours.k,
+            recall: a.recall.0,
+            recall_sample: a.recall.1,
             neighbours: Deflated::ids(&a.neighbours.ids),
             sims: Deflated::u8(&sims),
             coords: [

@@ -41,6 +41,8 @@ pub struct EmbeddingOptions {
     /// Tokens the projection-quality figure is averaged over (all when the
     /// vocabulary is smaller).
     pub quality_sample: usize,
+    /// Tokens the reduced search's recall is measured on.
+    pub recall_sample: usize,
     /// Tokens in the reduced matrix the page answers free analogies with.
     pub analogy_subset: usize,
     pub analogies: Vec<Quadruple>,
@@ -56,7 +58,8 @@ impl Default for EmbeddingOptions {
             exact_limit: neighbours::EXACT_LIMIT,
             clusters: 16,
             quality_sample: 2000,
-            analogy_subset: 4096,
+            recall_sample: 200,
+            analogy_subset: 2048,
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
                 .unwrap_or_default(),
             seed: 0x6776,
@@ -87,6 +90,9 @@ pub struct MatrixAnalysis {
     pub neighbours: neighbours::Neighbours,
     /// `exact` or `reduced`.
     pub method: &'static str,
+    /// Recall@k of the neighbours against an exact search on a sample of
+    /// tokens (1 for the exact search), and the sample's size.
+    pub recall: (f32, usize),
     pub coords: Matrix,
     pub explained: Vec<f32>,
     /// kNN preservation @k of the 3D and 2D PCA layouts.
@@ -118,6 +124,31 @@ pub fn analyse_matrix(
             "reduced",
         )
     };
+    // The reduced search's recall, measured on a sample against the exact
+    // search (a few GFLOP), so the page can say how far to trust it.
+    let recall = if method == "exact" {
+        (1.0, m.n_rows)
+    } else {
+        let sample = projection::sample(m.n_rows, opts.recall_sample);
+        let rows: Vec<f32> = sample.iter().flat_map(|&i| unit.row(i).to_vec()).collect();
+        let queries = Matrix::new(sample.len(), unit.dim, rows)
+            .ok_or_else(|| EmbeddingError::Analysis("recall sample shape".into()))?;
+        let truth = neighbours::top_k_by_dot(&queries, &unit, opts.k + 1, false);
+        let mut hits = 0;
+        for (q, &i) in sample.iter().enumerate() {
+            let found = nb.of(i);
+            hits += truth[q]
+                .iter()
+                .filter(|&&(_, j)| j as usize != i)
+                .take(opts.k)
+                .filter(|(_, j)| found.contains(j))
+                .count();
+        }
+        (
+            hits as f32 / (sample.len() * opts.k).max(1) as f32,
+            sample.len(),
+        )
+    };
     timings.push(("neighbours", ms(t)));
     let t = Instant::now();
     let layout = projection::pca(m, 3, true)?;
@@ -137,6 +168,7 @@ pub fn analyse_matrix(
             norms: m.norms(),
             neighbours: nb,
             method,
+            recall,
             coords,
             explained: layout.explained,
             quality,
