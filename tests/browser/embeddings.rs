@@ -69,7 +69,7 @@ async fn open(b: &Browser, hash: &str) {
 #[tokio::test(flavor = "current_thread")]
 async fn embeddings_view_selects_searches_and_escapes() {
     let b = Browser::start().await;
-    open(&b, "view=embeddings").await;
+    open(&b, "#view=embeddings").await;
     let drawn = b.js(DRAWN).await.as_u64().unwrap_or(0);
     assert!(
         drawn > 200,
@@ -105,7 +105,7 @@ async fn embeddings_view_selects_searches_and_escapes() {
     assert_eq!(listed, 10);
 
     // The hash round-trips: a copied link opens the same token.
-    open(&b, &format!("view=embeddings&tok={target}")).await;
+    open(&b, &format!("#view=embeddings&tok={target}")).await;
     let selected = b
         .js("return document.getElementById('view-embeddings').dataset.selected")
         .await;
@@ -142,7 +142,8 @@ async fn embeddings_view_selects_searches_and_escapes() {
         shown
             .as_str()
             .unwrap()
-            .contains("</script><img src=x onerror=alert(1)>"),
+            // Spaces show as ␣, as every view shows pieces.
+            .contains("</script><img␣src=x␣onerror=alert(1)>"),
         "{shown}"
     );
     let images = b.js("return document.querySelectorAll('img').length").await;
@@ -233,7 +234,7 @@ async fn fps_orbit_262144_tokens() {
         std::fs::metadata(&page).expect("page").len()
     );
     let b = Browser::start().await;
-    b.open(&page, "view=embeddings").await;
+    b.open(&page, "#view=embeddings").await;
     ready(&b).await;
     b.wait_for(
         "the embeddings to decode",
