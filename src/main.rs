@@ -140,6 +140,10 @@ struct BuildArgs {
     /// an error. Without this flag nothing is sent.
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
     graphistry: Option<GraphistryArg>,
+    /// Word analogies for the embeddings view instead of the bundled set:
+    /// TOML `[[analogy]]` tables with `a`, `b`, `c`, `d` (a − b + c = d).
+    #[arg(long, value_name = "FILE")]
+    analogies: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -346,6 +350,20 @@ fn run_inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+/// The embeddings analysis' settings, with `--analogies FILE` read.
+fn embedding_options(
+    analogies: Option<&std::path::Path>,
+) -> anyhow::Result<ggviz::analysis::embeddings::EmbeddingOptions> {
+    use ggviz::analysis::embeddings::{EmbeddingOptions, analogies::parse};
+    let mut opts = EmbeddingOptions::default();
+    if let Some(path) = analogies {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        opts.analogies = parse(&text, &path.display().to_string())?;
+    }
+    Ok(opts)
+}
+
 impl BuildArgs {
     /// What the command line says, over the project file.
     fn overrides(&self) -> config::Overrides {
@@ -385,6 +403,7 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     resolved.pipeline.isolation = isolation(&args.engine, verbose)?;
     resolved.pipeline.graphistry = graphistry_request(args.graphistry, &resolved.graphistry);
+    resolved.pipeline.embeddings = embedding_options(args.analogies.as_deref())?;
     let out = resolved.pipeline.site.out.clone();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::behaviour::{Analyser, PromptKind, next_token_loss};
+use crate::analysis::embeddings::{self, EmbeddingError, EmbeddingOptions, undertrained};
 use crate::analysis::kernels;
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
@@ -28,6 +29,7 @@ use crate::engine::{
 };
 use crate::fetch::graphistry;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
+use crate::report::embeddings::EmbeddingsSection;
 use crate::report::{HeadMetric, ModelReport};
 use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
 use crate::worker::{self, Event, Isolation, Job, Output, WorkerError};
@@ -46,7 +48,7 @@ pub struct InferenceOptions {
 }
 
 /// What `ggviz build` was asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {
     pub site: BuildOptions,
     /// `None` builds structure only (`--no-inference`).
@@ -57,6 +59,8 @@ pub struct PipelineOptions {
     /// Upload the graphs to Graphistry and link them (`--graphistry`);
     /// `None`: no network at all.
     pub graphistry: Option<graphistry::Request>,
+    /// The embeddings view's analysis (run with or without inference).
+    pub embeddings: EmbeddingOptions,
 }
 
 /// Where one model's build time went, in milliseconds.
@@ -75,6 +79,9 @@ pub struct StageTimes {
 pub struct ModelAnalysis {
     pub behaviour: BehaviourSection,
     pub head_metrics: Vec<HeadMetric>,
+    /// The repetition probability of each under-trained candidate asked
+    /// about, in the order asked.
+    pub undertrained: Vec<f32>,
     pub stages: Vec<(String, f64)>,
 }
 
@@ -83,6 +90,11 @@ impl ModelAnalysis {
     pub fn apply(self, report: &mut ModelReport, times: &mut StageTimes) {
         report.heads.metrics.extend(self.head_metrics);
         report.behaviour = Some(self.behaviour);
+        if let Some(section) = report.embeddings.as_mut()
+            && !self.undertrained.is_empty()
+        {
+            section.set_verified(&self.undertrained);
+        }
         times.stages.extend(self.stages);
     }
 }
@@ -119,6 +131,12 @@ pub enum PipelineError {
         prompt: String,
         #[source]
         source: Box<EngineError>,
+    },
+    #[error("cannot analyse the embeddings of {}", path.display())]
+    Embeddings {
+        path: PathBuf,
+        #[source]
+        source: EmbeddingError,
     },
     /// A model's run failed in its worker process (llama.cpp aborted, or
     /// the run failed there); the other models' work is not lost, but the
@@ -235,34 +253,76 @@ pub fn analyse_model(
     let read = Instant::now();
     let mut report = site::model_report(path)?;
     t.stages.push(("read".into(), ms(read)));
-    if let Some(inference) = &opts.inference {
-        let job = Job::Analyse {
-            path: path.to_owned(),
-            options: inference.clone(),
-        };
-        let out = worker::run_job(&job, &opts.isolation, &mut |event| match event {
+    let run = |job: &Job| {
+        worker::run_job(job, &opts.isolation, &mut |event| match event {
             Event::Progress(m) => progress.set_message(format!("{slug}: {m}")),
             Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
-        });
-        let worker_err = |source| PipelineError::Worker {
+        })
+        .map_err(|source| PipelineError::Worker {
             path: path.to_owned(),
             source: Box::new(source),
+        })
+    };
+    let unexpected = || PipelineError::Worker {
+        path: path.to_owned(),
+        source: Box::new(WorkerError::Protocol {
+            file: path.to_owned(),
+            reason: "the answer to another job".into(),
+        }),
+    };
+    // The embeddings need no prompts, so `--no-inference` has them too;
+    // ggml dequantizes and multiplies, so they run where llama.cpp does.
+    let Output::Embeddings(section, stages) = run(&Job::Embeddings {
+        path: path.to_owned(),
+        options: opts.embeddings.clone(),
+    })?
+    else {
+        return Err(unexpected());
+    };
+    t.stages.extend(stages);
+    let candidates: Vec<u32> = section
+        .undertrained
+        .candidates
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    report.embeddings = Some(*section);
+    if let Some(inference) = &opts.inference {
+        let Output::Analyse(analysis) = run(&Job::Analyse {
+            path: path.to_owned(),
+            options: inference.clone(),
+            undertrained: candidates,
+        })?
+        else {
+            return Err(unexpected());
         };
-        match out.map_err(worker_err)? {
-            Output::Analyse(analysis) => analysis.apply(&mut report, &mut t),
-            Output::Run(_) => {
-                return Err(worker_err(WorkerError::Protocol {
-                    file: path.to_owned(),
-                    reason: "a run report where an analysis was due".into(),
-                }));
-            }
-        }
+        analysis.apply(&mut report, &mut t);
     }
     let entry = ModelEntry {
         slug: slug.to_owned(),
         report,
     };
     Ok((entry, t))
+}
+
+/// The embeddings view's section for the model at `path` and the time of
+/// its parts: the embeddings stage of a build, run where llama.cpp runs.
+pub fn analyse_embeddings(
+    path: &Path,
+    opts: &EmbeddingOptions,
+) -> Result<(EmbeddingsSection, Vec<(String, f64)>), PipelineError> {
+    let start = Instant::now();
+    let err = |source| PipelineError::Embeddings {
+        path: path.to_owned(),
+        source,
+    };
+    let gguf = crate::gguf::GgufModel::open(path)
+        .map_err(|e| err(EmbeddingError::Analysis(e.to_string())))?;
+    let (section, parts) = embeddings::analyse(&gguf, opts).map_err(err)?;
+    for (name, ms) in parts {
+        tracing::debug!("embeddings {name}: {ms:.0} ms");
+    }
+    Ok((section, vec![("embeddings".into(), ms(start))]))
 }
 
 /// Token ids for a prompt, exactly as the model will see them.
@@ -293,6 +353,7 @@ fn prompt_ids(
 pub fn analyse_behaviour(
     path: &Path,
     opts: &InferenceOptions,
+    undertrained_candidates: &[u32],
     progress: &dyn Fn(&str),
 ) -> Result<ModelAnalysis, PipelineError> {
     let mut stages: Vec<(String, f64)> = Vec::new();
@@ -410,6 +471,15 @@ pub fn analyse_behaviour(
         None
     };
 
+    let mut repeated = Vec::new();
+    if !undertrained_candidates.is_empty() {
+        progress("verifying under-trained tokens");
+        let run = Instant::now();
+        repeated =
+            undertrained::verify(&mut session, undertrained_candidates).map_err(engine_err)?;
+        stages.push(("undertrained".into(), ms(run)));
+    }
+
     progress("analysing");
     let analyse = Instant::now();
     let mut behaviour = analyser.finish(ablation);
@@ -428,6 +498,7 @@ pub fn analyse_behaviour(
     Ok(ModelAnalysis {
         behaviour: section,
         head_metrics: BehaviourSection::head_metrics(&behaviour),
+        undertrained: repeated,
         stages,
     })
 }

@@ -25,7 +25,9 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::embeddings::EmbeddingOptions;
 use crate::pipeline::{self, InferenceOptions, ModelAnalysis};
+use crate::report::embeddings::EmbeddingsSection;
 use crate::run::{self, RunOptions, RunReport};
 
 /// The hidden subcommand that makes `ggviz` a worker.
@@ -76,10 +78,17 @@ impl WorkerCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Job {
-    /// A model's behaviour stage of `ggviz build`.
+    /// A model's embeddings stage of `ggviz build`.
+    Embeddings {
+        path: PathBuf,
+        options: EmbeddingOptions,
+    },
+    /// A model's behaviour stage of `ggviz build`, with the verification of
+    /// the under-trained candidates the embeddings stage found.
     Analyse {
         path: PathBuf,
         options: InferenceOptions,
+        undertrained: Vec<u32>,
     },
     /// `ggviz run`.
     Run { path: PathBuf, options: RunOptions },
@@ -89,6 +98,7 @@ pub enum Job {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Output {
+    Embeddings(Box<EmbeddingsSection>, Vec<(String, f64)>),
     Analyse(Box<ModelAnalysis>),
     Run(Box<RunReport>),
 }
@@ -193,16 +203,29 @@ impl Job {
     /// The model file the job works on.
     pub fn file(&self) -> &Path {
         match self {
-            Job::Analyse { path, .. } | Job::Run { path, .. } => path,
+            Job::Embeddings { path, .. } | Job::Analyse { path, .. } | Job::Run { path, .. } => {
+                path
+            }
         }
     }
 
     /// Runs the job in this process.
     pub fn execute(&self, progress: &dyn Fn(&str)) -> Result<Output, JobError> {
         match self {
-            Job::Analyse { path, options } => Ok(Output::Analyse(Box::new(
-                pipeline::analyse_behaviour(path, options, progress)?,
-            ))),
+            Job::Embeddings { path, options } => {
+                let (section, stages) = pipeline::analyse_embeddings(path, options)?;
+                Ok(Output::Embeddings(Box::new(section), stages))
+            }
+            Job::Analyse {
+                path,
+                options,
+                undertrained,
+            } => Ok(Output::Analyse(Box::new(pipeline::analyse_behaviour(
+                path,
+                options,
+                undertrained,
+                progress,
+            )?))),
             Job::Run { path, options } => {
                 Ok(Output::Run(Box::new(run::run(path, options).map_err(
                     |e| -> JobError { format!("cannot run {}", path.display()).into_chain(e) },

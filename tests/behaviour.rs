@@ -23,6 +23,7 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
             out: out.to_owned(),
             ..BuildOptions::default()
         },
+        embeddings: Default::default(),
         inference: Some(InferenceOptions {
             prompts,
             session: SessionOptions {

@@ -105,6 +105,7 @@ fn build(
         }),
         isolation: Default::default(),
         graphistry: request,
+        ..Default::default()
     };
     let result = pipeline::build(&opts, &indicatif::ProgressBar::hidden());
     let report = result.as_ref().ok().map(|(summary, _)| {

@@ -4,6 +4,7 @@
 
 pub mod behaviour;
 pub mod clusters;
+pub mod embeddings;
 pub mod heads;
 pub mod kernels;
 pub mod lens;

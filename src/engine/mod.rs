@@ -35,3 +35,14 @@ pub use device::Device;
 pub use error::{DeviceError, EngineError};
 pub use ffi::TokenId;
 pub use session::{DEFAULT_MAX_TOKENS, Session, SessionOptions};
+
+use crate::gguf::GgufModel;
+
+/// Dequantizes tensor `name` of `gguf` to f32 with ggml's own dequantizer,
+/// without loading the model into llama.cpp: analyses of the stored
+/// weights (the embeddings view) need them with inference off too.
+pub fn dequantize(gguf: &GgufModel, name: &str) -> Result<Vec<f32>, EngineError> {
+    let mut out = Vec::new();
+    heads::dequantize_tensor(gguf, name, &mut heads::TensorBytes::default(), &mut out)?;
+    Ok(out)
+}

@@ -8,6 +8,7 @@
 //! absent, and the page shows a view only when its section is present.
 
 pub mod behaviour;
+pub mod embeddings;
 pub mod graph;
 pub mod heads;
 pub mod packed;
@@ -70,6 +71,9 @@ pub struct ModelReport {
     /// (`--graphistry`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graphistry: Option<crate::fetch::graphistry::Links>,
+    /// The embeddings view's data (token embeddings, neighbours, layout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<embeddings::EmbeddingsSection>,
 }
 
 impl ModelReport {
@@ -103,6 +107,7 @@ impl ModelReport {
             heads: heads::section(g),
             behaviour: None,
             graphistry: None,
+            embeddings: None,
         }
     }
 

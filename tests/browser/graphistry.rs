@@ -69,6 +69,7 @@ async fn the_page_links_both_graphs_and_stays_offline() {
             }),
             head_threshold: 0.5,
         }),
+        ..Default::default()
     };
     // The upload uses blocking HTTP, which must not run on the test's async
     // runtime (as `ggviz build` never does).

@@ -3,6 +3,7 @@
 //! `artifacts/screenshots/` for review.
 
 mod behaviour;
+mod embeddings;
 mod graphistry;
 mod harness;
 #[path = "../http_mock/mod.rs"]

@@ -1,5 +1,5 @@
 // The one shared selection (view, layer, head, tensor, node, compare layer,
-// prompt, token, second head) and its home in the URL hash. Views never talk to each other: they call
+// prompt, token, second head, vocabulary token) and its home in the URL hash. Views never talk to each other: they call
 // GG.select() and follow GG.onState(), so choosing something in one view
 // highlights it in all, the back button steps through selections, and a
 // copied link opens the same state.
@@ -7,9 +7,10 @@
 (function (GG) {
   // Keys kept in the hash, in the order they are written. `prompt` is the
   // index of a behaviour prompt, `token` a position in it, `vs` a second
-  // head ("layer.head") shown beside the selected one.
-  GG.stateKeys = ['view', 'layer', 'head', 'tensor', 'node', 'cmp', 'prompt', 'token', 'vs'];
-  const INT_KEYS = new Set(['layer', 'head', 'cmp', 'prompt', 'token']);
+  // head ("layer.head") shown beside the selected one, `tok` a vocabulary
+  // id (the embeddings view's selected token).
+  GG.stateKeys = ['view', 'layer', 'head', 'tensor', 'node', 'cmp', 'prompt', 'token', 'vs', 'tok'];
+  const INT_KEYS = new Set(['layer', 'head', 'cmp', 'prompt', 'token', 'tok']);
   const listeners = [];
   let defaults = {};
   GG.state = {};

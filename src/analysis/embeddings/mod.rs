@@ -1,0 +1,232 @@
+//! The embeddings view's analysis: the model's own token-embedding matrix
+//! (and the unembedding where it is separate), as stored in the GGUF file
+//! and dequantized by ggml, for the whole vocabulary: neighbours, a PCA
+//! projection and its faithfulness, k-means clusters, token properties,
+//! under-trained candidates and word analogies.
+//!
+//! [`analyse`] needs only the file, so `--no-inference` builds have the view
+//! too; [`undertrained::verify`] needs a llama.cpp session and fills in the
+//! under-trained probabilities when inference is on.
+
+pub mod analogies;
+pub mod clusters;
+pub mod matrix;
+pub mod neighbours;
+pub mod projection;
+pub mod tokens;
+pub mod undertrained;
+
+use std::time::Instant;
+
+use crate::gguf::GgufModel;
+use crate::report::embeddings::{EmbeddingsSection, MatrixSection};
+
+use analogies::Quadruple;
+use matrix::Matrix;
+use tokens::Vocabulary;
+
+/// What [`analyse`] computes and how.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddingOptions {
+    /// Neighbours per token.
+    pub k: usize,
+    /// Dimensions of the reduced space where candidates are found.
+    pub reduced_dims: usize,
+    /// Candidates per token re-ranked with the full vectors.
+    pub candidates: usize,
+    /// Vocabularies up to this size get the exact search.
+    pub exact_limit: usize,
+    /// k-means groups.
+    pub clusters: usize,
+    /// Tokens the projection-quality figure is averaged over (all when the
+    /// vocabulary is smaller).
+    pub quality_sample: usize,
+    /// Tokens the reduced search's recall is measured on.
+    pub recall_sample: usize,
+    /// Tokens in the reduced matrix the page answers free analogies with.
+    pub analogy_subset: usize,
+    pub analogies: Vec<Quadruple>,
+    pub seed: u64,
+}
+
+impl Default for EmbeddingOptions {
+    fn default() -> Self {
+        EmbeddingOptions {
+            k: 10,
+            reduced_dims: 64,
+            candidates: 64,
+            exact_limit: neighbours::EXACT_LIMIT,
+            clusters: 16,
+            quality_sample: 2000,
+            recall_sample: 200,
+            analogy_subset: 2048,
+            analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
+                .unwrap_or_default(),
+            seed: 0x6776,
+        }
+    }
+}
+
+/// A failed embeddings analysis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbeddingError {
+    #[error("tensor `{name}`: {reason}")]
+    Tensor { name: String, reason: String },
+    #[error("analogies {origin}: {reason}")]
+    Analogies { origin: String, reason: String },
+    #[error("{0}")]
+    Analysis(String),
+}
+
+/// Stage times inside the analysis, milliseconds, for the bench output.
+pub type Timings = Vec<(&'static str, f64)>;
+
+/// Everything one matrix gives: neighbours, projection, clusters.
+#[derive(Debug, Clone)]
+pub struct MatrixAnalysis {
+    pub name: String,
+    pub norms: Vec<f32>,
+    pub neighbours: neighbours::Neighbours,
+    /// `exact` or `reduced`.
+    pub method: &'static str,
+    /// Recall@k of the neighbours against an exact search on a sample of
+    /// tokens (1 for the exact search), and the sample's size.
+    pub recall: (f32, usize),
+    pub coords: Matrix,
+    pub explained: Vec<f32>,
+    /// kNN preservation @k of the 3D and 2D PCA layouts.
+    pub quality: [f32; 2],
+    pub quality_sample: usize,
+    pub clusters: clusters::Clusters,
+    /// Reduced unit rows (the candidate space), kept for free analogies.
+    pub reduced: Matrix,
+}
+
+/// Analyses one embedding matrix.
+pub fn analyse_matrix(
+    m: &Matrix,
+    name: &str,
+    opts: &EmbeddingOptions,
+    timings: &mut Timings,
+) -> Result<(MatrixAnalysis, Matrix), EmbeddingError> {
+    let t = Instant::now();
+    let unit = m.unit_rows();
+    let basis = projection::pca(&unit, opts.reduced_dims, false)?;
+    let reduced = basis.project(&unit);
+    timings.push(("reduce", ms(t)));
+    let t = Instant::now();
+    let (nb, method) = if m.n_rows <= opts.exact_limit {
+        (neighbours::exact(&unit, opts.k), "exact")
+    } else {
+        (
+            neighbours::reranked(&unit, &reduced, opts.k, opts.candidates),
+            "reduced",
+        )
+    };
+    // The reduced search's recall, measured on a sample against the exact
+    // search (a few GFLOP), so the page can say how far to trust it.
+    let recall = if method == "exact" {
+        (1.0, m.n_rows)
+    } else {
+        let sample = projection::sample(m.n_rows, opts.recall_sample);
+        let rows: Vec<f32> = sample.iter().flat_map(|&i| unit.row(i).to_vec()).collect();
+        let queries = Matrix::new(sample.len(), unit.dim, rows)
+            .ok_or_else(|| EmbeddingError::Analysis("recall sample shape".into()))?;
+        let truth = neighbours::top_k_by_dot(&queries, &unit, opts.k + 1, false);
+        let mut hits = 0;
+        for (q, &i) in sample.iter().enumerate() {
+            let found = nb.of(i);
+            hits += truth[q]
+                .iter()
+                .filter(|&&(_, j)| j as usize != i)
+                .take(opts.k)
+                .filter(|(_, j)| found.contains(j))
+                .count();
+        }
+        (
+            hits as f32 / (sample.len() * opts.k).max(1) as f32,
+            sample.len(),
+        )
+    };
+    timings.push(("neighbours", ms(t)));
+    let t = Instant::now();
+    let layout = projection::pca(m, 3, true)?;
+    let coords = layout.project(m);
+    let sample = projection::sample(m.n_rows, opts.quality_sample);
+    let quality = [
+        projection::knn_preservation(&coords, 3, &nb, &sample),
+        projection::knn_preservation(&coords, 2, &nb, &sample),
+    ];
+    timings.push(("projection", ms(t)));
+    let t = Instant::now();
+    let clusters = clusters::kmeans(&reduced, opts.clusters, opts.seed, 8)?;
+    timings.push(("clusters", ms(t)));
+    Ok((
+        MatrixAnalysis {
+            name: name.to_owned(),
+            norms: m.norms(),
+            neighbours: nb,
+            method,
+            recall,
+            coords,
+            explained: layout.explained,
+            quality,
+            quality_sample: sample.len(),
+            clusters,
+            reduced,
+        },
+        unit,
+    ))
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// The embeddings section of `gguf`'s page, and where its time went.
+pub fn analyse(
+    gguf: &GgufModel,
+    opts: &EmbeddingOptions,
+) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
+    let mut timings = Timings::new();
+    let t = Instant::now();
+    let embd = Matrix::load(gguf, "token_embd.weight")?;
+    let output = if gguf.tensor("output.weight").is_some() {
+        Some(Matrix::load(gguf, "output.weight")?)
+    } else {
+        None
+    };
+    let vocab = Vocabulary::from_gguf(gguf, embd.n_rows);
+    timings.push(("dequantize", ms(t)));
+    let tied = output.is_none();
+    let (input, unit) = analyse_matrix(&embd, "token_embd.weight", opts, &mut timings)?;
+    let t = Instant::now();
+    let under = undertrained::indicator(&embd, &vocab, tied);
+    let results = analogies::evaluate(&unit, &vocab.pieces, &opts.analogies);
+    timings.push(("analogies", ms(t)));
+    drop(unit);
+    let output = match &output {
+        Some(o) if o.n_rows == embd.n_rows && o.dim == embd.dim => {
+            Some(analyse_matrix(o, "output.weight", opts, &mut timings)?.0)
+        }
+        _ => None,
+    };
+    let t = Instant::now();
+    let mut matrices = vec![MatrixSection::new(&input, "input embedding")];
+    if let Some(o) = &output {
+        matrices.push(MatrixSection::new(o, "output (unembedding)"));
+    }
+    let section = EmbeddingsSection::new(
+        &vocab,
+        embd.dim,
+        tied,
+        matrices,
+        &input.reduced,
+        &under,
+        &results,
+        opts.analogy_subset,
+    );
+    timings.push(("encode", ms(t)));
+    Ok((section, timings))
+}

@@ -1,0 +1,204 @@
+//! Principal components of the embeddings, and how faithful a projection
+//! is to the neighbours of the full space.
+//!
+//! PCA here serves twice: three components place every token in the view
+//! (the first two are the 2D layout), and 64 components of the unit rows
+//! give the reduced space where the neighbour search finds candidates.
+
+use linfa_linalg::eigh::Eigh;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2};
+
+use super::EmbeddingError;
+use super::matrix::Matrix;
+use super::neighbours::{Neighbours, TopK};
+
+/// Principal axes of a matrix's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pca {
+    /// Subtracted before projecting (zeros for an uncentred PCA).
+    pub mean: Vec<f32>,
+    /// `n_components × dim`, unit rows, largest variance first.
+    pub components: Matrix,
+    /// The share of the total variance each component explains.
+    pub explained: Vec<f32>,
+}
+
+/// The top `n_components` principal axes of `m`'s rows; `center` false
+/// takes the axes of the second-moment matrix instead (what preserves dot
+/// products of unit rows best).
+pub fn pca(m: &Matrix, n_components: usize, center: bool) -> Result<Pca, EmbeddingError> {
+    let (n, d) = (m.n_rows, m.dim);
+    let shape = |e: ndarray::ShapeError| EmbeddingError::Analysis(e.to_string());
+    let x = ArrayView2::from_shape((n, d), &m.data).map_err(shape)?;
+    let mean: Vec<f32> = if center {
+        (0..d)
+            .map(|j| {
+                (x.column(j).iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64) as f32
+            })
+            .collect()
+    } else {
+        vec![0.0; d]
+    };
+    // X^T X in f32 blocks (BLAS-speed), then f64 for the eigensolver.
+    let mut cov32 = Array2::<f32>::zeros((d, d));
+    const BLOCK: usize = 4096;
+    let mut centred = Array2::<f32>::zeros((0, d));
+    for start in (0..n).step_by(BLOCK) {
+        let rows = BLOCK.min(n - start);
+        if centred.nrows() != rows {
+            centred = Array2::zeros((rows, d));
+        }
+        for (r, mut row) in centred.rows_mut().into_iter().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = x[[start + r, j]] - mean[j];
+            }
+        }
+        general_mat_mul(1.0, &centred.t(), &centred, 1.0, &mut cov32);
+    }
+    let cov = cov32.mapv(|v| f64::from(v) / n.max(1) as f64);
+    let total: f64 = (0..d).map(|j| cov[[j, j]]).sum();
+    let (values, vectors) = cov
+        .eigh()
+        .map_err(|e| EmbeddingError::Analysis(format!("eigendecomposition: {e}")))?;
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let k = n_components.min(d);
+    let mut comps = Vec::with_capacity(k * d);
+    let mut explained = Vec::with_capacity(k);
+    for &c in order.iter().take(k) {
+        let v = vectors.column(c);
+        // A sign convention, so the layout does not flip between builds:
+        // the largest coordinate of each axis is positive.
+        let sign = v
+            .iter()
+            .copied()
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .map_or(1.0, f64::signum);
+        comps.extend(v.iter().map(|&x| (x * sign) as f32));
+        explained.push(if total > 0.0 {
+            (values[c].max(0.0) / total) as f32
+        } else {
+            0.0
+        });
+    }
+    let components = Matrix::new(k, d, comps)
+        .ok_or_else(|| EmbeddingError::Analysis("component shape".into()))?;
+    Ok(Pca {
+        mean,
+        components,
+        explained,
+    })
+}
+
+impl Pca {
+    /// Every row of `m` in component coordinates (`n × n_components`).
+    pub fn project(&self, m: &Matrix) -> Matrix {
+        let k = self.components.n_rows;
+        let mut out = vec![0f32; m.n_rows * k];
+        let (Ok(x), Ok(c)) = (
+            ArrayView2::from_shape((m.n_rows, m.dim), &m.data),
+            ArrayView2::from_shape((k, m.dim), &self.components.data),
+        ) else {
+            return Matrix {
+                n_rows: m.n_rows,
+                dim: k,
+                data: out,
+            };
+        };
+        if let Ok(mut o) = ndarray::ArrayViewMut2::from_shape((m.n_rows, k), &mut out[..]) {
+            general_mat_mul(1.0, &x, &c.t(), 0.0, &mut o);
+        }
+        // (x − mean)·c = x·c − mean·c
+        let shift: Vec<f32> = (0..k)
+            .map(|j| super::matrix::dot(&self.mean, self.components.row(j)))
+            .collect();
+        for row in out.chunks_exact_mut(k.max(1)) {
+            row.iter_mut().zip(&shift).for_each(|(v, s)| *v -= s);
+        }
+        Matrix {
+            n_rows: m.n_rows,
+            dim: k,
+            data: out,
+        }
+    }
+}
+
+/// kNN preservation: for each token of `sample`, the share of its `k`
+/// high-dimensional neighbours (`truth`) that are among its `k` nearest
+/// points (Euclidean) in `points` (the first `dims` coordinates of each
+/// row), averaged over the sample.
+pub fn knn_preservation(points: &Matrix, dims: usize, truth: &Neighbours, sample: &[usize]) -> f32 {
+    let k = truth.k;
+    let mut hits = 0usize;
+    let dims = dims.min(points.dim);
+    for &i in sample {
+        let p = &points.row(i)[..dims];
+        let mut top = TopK::new(k);
+        for j in 0..points.n_rows {
+            if j != i {
+                let q = &points.row(j)[..dims];
+                let d2: f32 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+                top.push(-d2, j as u32);
+            }
+        }
+        let near: Vec<u32> = top.into_items().into_iter().map(|(_, j)| j).collect();
+        hits += truth.of(i).iter().filter(|id| near.contains(id)).count();
+    }
+    hits as f32 / (sample.len() * k).max(1) as f32
+}
+
+/// Up to `n` token ids spread evenly over `0..n_rows` (all when fewer).
+pub fn sample(n_rows: usize, n: usize) -> Vec<usize> {
+    if n_rows <= n {
+        return (0..n_rows).collect();
+    }
+    (0..n).map(|i| i * n_rows / n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pca_finds_the_exact_axes_of_a_known_covariance() {
+        // Points ±3 along (1,1)/√2 and ±1 along (1,−1)/√2, centred at
+        // (5, 5): covariance eigenvalues 4.5 and 0.5 (share 0.9 and 0.1),
+        // eigenvectors the two diagonals, by hand.
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let mut data = Vec::new();
+        for (a, b) in [(3.0, 0.0), (-3.0, 0.0), (0.0, 1.0), (0.0, -1.0)] {
+            data.extend([5.0 + (a + b) * s, 5.0 + (a - b) * s]);
+        }
+        let m = Matrix::new(4, 2, data).unwrap();
+        let p = pca(&m, 2, true).unwrap();
+        assert!((p.explained[0] - 0.9).abs() < 1e-5, "{:?}", p.explained);
+        assert!((p.explained[1] - 0.1).abs() < 1e-5);
+        let c0 = p.components.row(0);
+        assert!(
+            (c0[0] - s).abs() < 1e-5 && (c0[1] - s).abs() < 1e-5,
+            "{c0:?}"
+        );
+        let c1 = p.components.row(1);
+        assert!((c1[0].abs() - s).abs() < 1e-5 && (c1[0] + c1[1]).abs() < 1e-5);
+        let proj = p.project(&m);
+        assert!((proj.row(0)[0] - 3.0).abs() < 1e-4, "{:?}", proj.row(0));
+        assert!(proj.row(0)[1].abs() < 1e-4);
+    }
+
+    #[test]
+    fn knn_preservation_by_hand() {
+        // Four points on a line at 0, 1, 3, 10, k = 1: their nearest
+        // points are 0→1, 1→0, 3→1, 10→3.
+        let points = Matrix::new(4, 1, vec![0.0, 1.0, 3.0, 10.0]).unwrap();
+        let truth = Neighbours {
+            k: 1,
+            ids: vec![1, 2, 1, 0],
+            sims: vec![1.0; 4],
+        };
+        // Hits: token 0 (1 = 1), token 1 (0 ≠ 2), token 2 (1 = 1), token 3
+        // (2 ≠ 0): 2 of 4.
+        assert_eq!(knn_preservation(&points, 1, &truth, &[0, 1, 2, 3]), 0.5);
+        assert_eq!(knn_preservation(&points, 1, &truth, &[0, 2]), 1.0);
+    }
+}

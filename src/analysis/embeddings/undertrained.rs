@@ -1,0 +1,213 @@
+//! Under-trained token candidates, by the indicator of "Fishing for
+//! Magikarp" (Land & Bartolo, 2024), and their verification through
+//! llama.cpp.
+//!
+//! A token that (almost) never occurred in training keeps an embedding row
+//! that training barely moved. For an untied model that shows as a small
+//! input-row norm; for a tied one (where the output head pulls every row)
+//! as a row close to the mean row of tokens known to be unused. Low
+//! indicator values are suspicious either way.
+
+use serde::{Deserialize, Serialize};
+
+use super::matrix::{Matrix, dot};
+use super::tokens::{Vocabulary, token_type};
+use crate::engine::{EngineError, Session, TokenId};
+
+/// At most this many candidates are listed and verified.
+pub const MAX_CANDIDATES: usize = 200;
+
+/// Which indicator was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Indicator {
+    /// L2 norm of the input-embedding row (untied models).
+    RowNorm,
+    /// Cosine distance of the row to the mean row of unused tokens (tied).
+    UnusedDistance,
+}
+
+/// Every token's indicator and the candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undertrained {
+    pub indicator: Indicator,
+    pub values: Vec<f32>,
+    /// The 2nd percentile of the reachable tokens' values.
+    pub threshold: f32,
+    /// Reachable tokens at or below the threshold, lowest first, at most
+    /// [`MAX_CANDIDATES`].
+    pub candidates: Vec<u32>,
+    pub notes: Vec<String>,
+}
+
+/// The indicator for every row of `embd` (`tied`: the head reuses it).
+pub fn indicator(embd: &Matrix, vocab: &Vocabulary, tied: bool) -> Undertrained {
+    let mut notes = Vec::new();
+    let unused: Vec<usize> = (0..embd.n_rows)
+        .filter(|&i| vocab.types.get(i) == Some(&token_type::UNUSED))
+        .collect();
+    let (kind, values) = if tied && !unused.is_empty() {
+        let mut mean = vec![0f32; embd.dim];
+        for &i in &unused {
+            mean.iter_mut().zip(embd.row(i)).for_each(|(m, x)| *m += x);
+        }
+        mean.iter_mut().for_each(|m| *m /= unused.len() as f32);
+        let mn = dot(&mean, &mean).sqrt();
+        let values = (0..embd.n_rows)
+            .map(|i| {
+                let r = embd.row(i);
+                let rn = dot(r, r).sqrt();
+                if rn == 0.0 || mn == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot(r, &mean) / (rn * mn)
+                }
+            })
+            .collect();
+        (Indicator::UnusedDistance, values)
+    } else {
+        if tied {
+            notes.push(
+                "the file marks no token unused (token_type 5), so the tied model's indicator \
+                 falls back to the row norm; the paper's decode→encode round trip is not done"
+                    .to_owned(),
+            );
+        }
+        (Indicator::RowNorm, embd.norms())
+    };
+    let mut reachable: Vec<(f32, u32)> = (0..embd.n_rows)
+        .filter(|&i| vocab.reachable(i))
+        .map(|i| (values[i], i as u32))
+        .filter(|(v, _)| v.is_finite())
+        .collect();
+    reachable.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let threshold = if reachable.is_empty() {
+        f32::NAN
+    } else {
+        let at = ((reachable.len() - 1) as f64 * 0.02).floor() as usize;
+        reachable[at].0
+    };
+    let candidates = reachable
+        .iter()
+        .take_while(|(v, _)| *v <= threshold)
+        .take(MAX_CANDIDATES)
+        .map(|&(_, i)| i)
+        .collect();
+    Undertrained {
+        indicator: kind,
+        values,
+        threshold,
+        candidates,
+        notes,
+    }
+}
+
+/// A token counts as confirmed when the model, asked to repeat it, gives
+/// it less than this probability.
+pub const CONFIRM_BELOW: f32 = 0.01;
+
+/// The probability the model gives each candidate when asked to repeat it
+/// (the repetition prompt of Land & Bartolo: the token between quotes,
+/// twice, then an open quote), in candidate order.
+pub fn verify(session: &mut Session, candidates: &[u32]) -> Result<Vec<f32>, EngineError> {
+    let head = session.tokenize("Please repeat the string: \"")?;
+    let mid = session.tokenize("\"\nString: \"")?;
+    let tail = session.tokenize("\"\nRepeat: \"")?;
+    let skip_bos = |v: &[crate::engine::Token]| -> Vec<TokenId> {
+        let bos = session.bos();
+        v.iter()
+            .map(|t| t.id)
+            .filter(|&id| Some(id) != bos)
+            .collect()
+    };
+    let (head_ids, mid_ids, tail_ids) = (
+        head.iter().map(|t| t.id).collect::<Vec<_>>(),
+        skip_bos(&mid),
+        skip_bos(&tail),
+    );
+    let n_vocab = session.dims(1).n_vocab;
+    let mut probs = Vec::with_capacity(candidates.len());
+    for &c in candidates {
+        let id = c as TokenId;
+        let mut ids = head_ids.clone();
+        ids.push(id);
+        ids.extend(&mid_ids);
+        ids.push(id);
+        ids.extend(&tail_ids);
+        let logits = session.logits(&ids)?;
+        let last = &logits.data[logits.data.len() - n_vocab..];
+        let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = last.iter().map(|&l| (l - max).exp()).sum();
+        let p = last.get(c as usize).map_or(0.0, |&l| (l - max).exp() / sum);
+        probs.push(p);
+    }
+    Ok(probs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab(types: Vec<u8>) -> Vocabulary {
+        let n = types.len();
+        Vocabulary {
+            pieces: vec![String::new(); n],
+            scripts: vec![1; n],
+            types,
+            has_types: true,
+        }
+    }
+
+    #[test]
+    fn tokens_planted_near_the_unused_mean_are_found() {
+        // 100 tokens in 4 dims; 0..5 are marked unused with rows near
+        // (1, 1, 0, 0); 10 and 11 are normal tokens planted there too; the
+        // rest point elsewhere.
+        let n = 100;
+        let mut data = Vec::new();
+        let mut types = Vec::new();
+        for i in 0..n {
+            let j = i as f32 * 0.01;
+            let row = match i {
+                0..5 => [1.0 + j, 1.0 - j, 0.0, 0.0],
+                10 | 11 => [1.0, 1.0 + j, j, 0.0],
+                _ => [(i as f32).sin(), (i as f32).cos(), 1.0, 0.5 + j],
+            };
+            data.extend(row);
+            types.push(if i < 5 {
+                token_type::UNUSED
+            } else {
+                token_type::NORMAL
+            });
+        }
+        let m = Matrix::new(n, 4, data).unwrap();
+        let u = indicator(&m, &vocab(types), true);
+        assert_eq!(u.indicator, Indicator::UnusedDistance);
+        assert!(
+            u.candidates.contains(&10) && u.candidates.contains(&11),
+            "{:?}",
+            u.candidates
+        );
+        assert!(!u.candidates.contains(&50));
+        assert!(
+            u.candidates.iter().all(|&c| c >= 5),
+            "unused tokens are not reachable"
+        );
+        assert!(u.notes.is_empty());
+    }
+
+    #[test]
+    fn untied_models_use_the_row_norm() {
+        let mut data: Vec<f32> = (0..200)
+            .flat_map(|i| [1.0 + i as f32 * 0.01, 1.0])
+            .collect();
+        data[2 * 7] = 0.01;
+        data[2 * 7 + 1] = 0.0;
+        let m = Matrix::new(200, 2, data).unwrap();
+        let u = indicator(&m, &vocab(vec![token_type::NORMAL; 200]), false);
+        assert_eq!(u.indicator, Indicator::RowNorm);
+        // The 2nd percentile of 200 values is the 4th lowest: token 7, then
+        // the three smallest rows 0, 1, 2.
+        assert_eq!(u.candidates, [7, 0, 1, 2]);
+    }
+}
