@@ -22,7 +22,7 @@ use crate::analysis::embeddings::{self, EmbeddingError, EmbeddingOptions, undert
 use crate::analysis::kernels;
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
-use crate::anatomy::Anatomy;
+use crate::anatomy::{Anatomy, runnable};
 use crate::engine::{
     CaptureOptions, Device, EngineError, HeadCapture, Intervention, Session, SessionOptions,
     TokenId,
@@ -318,6 +318,12 @@ pub fn analyse_embeddings(
     };
     let gguf = crate::gguf::GgufModel::open(path)
         .map_err(|e| err(EmbeddingError::Analysis(e.to_string())))?;
+    // A matrix whose shape disagrees with the hyperparameters would be read
+    // row by wrong row: refuse it with the shapes, as the engine would.
+    Anatomy::from_model(&gguf)
+        .map_err(|e| e.to_string())
+        .and_then(|a| runnable::check_embedding(&a).map_err(|e| e.to_string()))
+        .map_err(|e| err(EmbeddingError::Analysis(e)))?;
     let (section, parts) = embeddings::analyse(&gguf, opts).map_err(err)?;
     for (name, ms) in parts {
         tracing::debug!("embeddings {name}: {ms:.0} ms");

@@ -243,35 +243,60 @@ fn vocabulary(model: &GgufModel, problems: &mut Vec<String>) {
     }
 }
 
-/// The shapes every layer's attention and the embedding must have.
-fn shapes(a: &Anatomy, problems: &mut Vec<String>) {
+/// Whether tensor `name` of `a` has `want` in dimension `dim`; a problem
+/// saying why it must, if not.
+fn expect_dim(a: &Anatomy, name: &str, dim: usize, want: u64, why: &str) -> Option<String> {
+    let t = a.tensors.iter().find(|t| t.name == name)?;
+    t.shape.get(dim).filter(|&&d| d != want).map(|_| {
+        format!(
+            "{name} has shape {:?}, but {why} needs {want} in dimension {dim}",
+            t.shape
+        )
+    })
+}
+
+/// Checks the token embedding's shape against the embedding width and the
+/// vocabulary: what the embeddings view relies on, which also runs on
+/// models llama.cpp cannot (`--no-inference`).
+pub fn check_embedding(a: &Anatomy) -> Result<(), NotRunnable> {
+    let mut problems = Vec::new();
+    embedding_shape(a, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(NotRunnable { problems })
+    }
+}
+
+fn embedding_shape(a: &Anatomy, problems: &mut Vec<String>) {
     let hp = &a.hparams;
-    let mut expect = |name: &str, dim: usize, want: u64, why: &str| {
-        if let Some(t) = a.tensors.iter().find(|t| t.name == name)
-            && t.shape.get(dim).is_some_and(|&d| d != want)
-        {
-            problems.push(format!(
-                "{name} has shape {:?}, but {why} needs {want} in dimension {dim}",
-                t.shape
-            ));
-        }
-    };
     if hp.n_embd > 0 {
-        expect(
+        problems.extend(expect_dim(
+            a,
             "token_embd.weight",
             0,
             hp.n_embd,
             &format!("{} = {}", arch_key(a, "embedding_length"), hp.n_embd),
-        );
+        ));
     }
     if a.tokenizer.tokens > 0 {
-        expect(
+        problems.extend(expect_dim(
+            a,
             "token_embd.weight",
             1,
             a.tokenizer.tokens as u64,
             "a vocabulary of that many tokens",
-        );
+        ));
     }
+}
+
+/// The shapes every layer's attention and the embedding must have.
+fn shapes(a: &Anatomy, problems: &mut Vec<String>) {
+    let hp = &a.hparams;
+    embedding_shape(a, problems);
+    let mut expect = |name: &str, dim: usize, want: u64, why: &str| {
+        problems.extend(expect_dim(a, name, dim, want, why));
+    };
     for l in 0..hp.n_layer as usize {
         let (Some(&h), Some(&kv)) = (hp.n_head.get(l), hp.n_head_kv.get(l)) else {
             continue;
