@@ -140,8 +140,8 @@ fn undertrained_candidates_are_verified_through_llama_cpp() {
 }
 
 /// Recall@10 of reduced-space candidates against the exact neighbours, on
-/// 500 demo tokens, for several reduced widths and candidate counts (what
-/// [`EmbeddingOptions`]' defaults were chosen from). Run with
+/// 500 demo tokens, for several reduced widths and candidate counts (the
+/// README's recall figures). Ignored: a study, not a check. Run with
 /// `cargo test --test embeddings recall_by -- --ignored --nocapture`.
 #[test]
 #[ignore]

@@ -52,6 +52,11 @@ void main() {
     const T = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array }[d.dtype];
     return new T(buf, 0, d.len);
   }
+  // Similarity rows arrive as the first byte then drops (docs/report.md).
+  function undelta(q, k) {
+    for (let r = 0; r < q.length; r += k) for (let j = 1; j < k; j++) q[r + j] = q[r + j - 1] - q[r + j];
+    return q;
+  }
   const dequant = (q, x) => q.min + (x / 65535) * (q.max - q.min);
 
   async function decode() {
@@ -60,7 +65,7 @@ void main() {
     for (const m of E.matrices) {
       out.mats.push({
         m,
-        nb: await inflate(m.neighbours), sims: await inflate(m.sims),
+        nb: await inflate(m.neighbours), sims: undelta(await inflate(m.sims), m.k),
         c: [await inflate(m.coords[0].q), await inflate(m.coords[1].q), await inflate(m.coords[2].q)],
         norms: await inflate(m.norms.q), cluster: await inflate(m.cluster),
       });
