@@ -296,6 +296,7 @@ fn behaviour(
             .undertrained
             .candidates
             .iter()
+            .take(undertrained::VERIFY_DEFAULT)
             .map(|c| c.id)
             .collect();
         let probabilities = undertrained::verify(&mut session, &ids).map_err(engine_err)?;

@@ -14,7 +14,8 @@ use super::matrix::{Matrix, dot};
 use super::tokens::{Vocabulary, token_type};
 use crate::engine::{EngineError, Session, TokenId};
 
-/// At most this many candidates are listed and verified.
+/// At most this many candidates are listed (the first
+/// [`VERIFY_DEFAULT`] of them verified by `ggviz build`).
 pub const MAX_CANDIDATES: usize = 200;
 
 /// Which indicator was computed.
@@ -101,6 +102,10 @@ pub fn indicator(embd: &Matrix, vocab: &Vocabulary, tied: bool) -> Undertrained 
         notes,
     }
 }
+
+/// Candidates verified by default, lowest indicator first: each is one
+/// forward pass, and 200 took 344 s in a debug build on the busy 2-core VM.
+pub const VERIFY_DEFAULT: usize = 32;
 
 /// A token counts as confirmed when the model, asked to repeat it, gives
 /// it less than this probability.

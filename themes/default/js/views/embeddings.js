@@ -321,7 +321,7 @@ void main() {
     }
     const nConf = U.candidates.filter((c) => c.probability !== null && c.probability !== undefined && c.probability < U.confirm_below).length;
     side.append(GG.el('h4', { text: 'Under-trained candidates' }),
-      GG.el('p', { class: 'hint', text: U.verified ? `${U.candidates.length} candidates (at or below the 2nd percentile, threshold ${GG.fmtNum(U.threshold)}); ${nConf} confirmed: asked to repeat them, the model gives them p < ${U.confirm_below}. Confirmed first.` : `${U.candidates.length} candidates (threshold ${GG.fmtNum(U.threshold)}). Not verified: this page was built without inference (--no-inference), and verification asks llama.cpp to repeat each token.` }),
+      GG.el('p', { class: 'hint', text: U.verified ? `${U.candidates.length} candidates (at or below the 2nd percentile, threshold ${GG.fmtNum(U.threshold)}); the ${U.candidates.filter((c) => c.probability !== null && c.probability !== undefined).length} lowest verified, ${nConf} confirmed: asked to repeat them, the model gives them p < ${U.confirm_below}. Confirmed first.` : `${U.candidates.length} candidates (threshold ${GG.fmtNum(U.threshold)}). Not verified: this page was built without inference (--no-inference), and verification asks llama.cpp to repeat each token.` }),
       ...U.notes.map((t) => GG.el('p', { class: 'hint', text: t })), tbl);
     const A = E.analogies;
     const at = GG.el('table', { class: 'emb-analogies', id: 'emb-analogies' });
