@@ -418,7 +418,7 @@ pub fn resolve(project: Option<&Project>, o: &Overrides) -> Result<Resolved, Con
             inference,
             isolation: Default::default(),
             graphistry: None,
-            embeddings: Default::default(),
+            embeddings: Some(Default::default()),
         },
         names,
         prompts_file,

@@ -140,6 +140,10 @@ struct BuildArgs {
     /// an error. Without this flag nothing is sent.
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
     graphistry: Option<GraphistryArg>,
+    /// Leave the embeddings view out (its analysis of the whole vocabulary
+    /// is the longest stage of a build on a CPU).
+    #[arg(long)]
+    no_embeddings: bool,
     /// Word analogies for the embeddings view instead of the bundled set:
     /// TOML `[[analogy]]` tables with `a`, `b`, `c`, `d` (a − b + c = d).
     #[arg(long, value_name = "FILE")]
@@ -403,7 +407,11 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     resolved.pipeline.isolation = isolation(&args.engine, verbose)?;
     resolved.pipeline.graphistry = graphistry_request(args.graphistry, &resolved.graphistry);
-    resolved.pipeline.embeddings = embedding_options(args.analogies.as_deref())?;
+    resolved.pipeline.embeddings = if args.no_embeddings {
+        None
+    } else {
+        Some(embedding_options(args.analogies.as_deref())?)
+    };
     let out = resolved.pipeline.site.out.clone();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -59,8 +59,9 @@ pub struct PipelineOptions {
     /// Upload the graphs to Graphistry and link them (`--graphistry`);
     /// `None`: no network at all.
     pub graphistry: Option<graphistry::Request>,
-    /// The embeddings view's analysis (run with or without inference).
-    pub embeddings: EmbeddingOptions,
+    /// The embeddings view's analysis (run with or without inference);
+    /// `None` leaves the view out (`--no-embeddings`).
+    pub embeddings: Option<EmbeddingOptions>,
 }
 
 /// Where one model's build time went, in milliseconds.
@@ -272,21 +273,25 @@ pub fn analyse_model(
     };
     // The embeddings need no prompts, so `--no-inference` has them too;
     // ggml dequantizes and multiplies, so they run where llama.cpp does.
-    let Output::Embeddings(section, stages) = run(&Job::Embeddings {
-        path: path.to_owned(),
-        options: opts.embeddings.clone(),
-    })?
-    else {
-        return Err(unexpected());
-    };
-    t.stages.extend(stages);
-    let candidates: Vec<u32> = section
-        .undertrained
-        .candidates
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    report.embeddings = Some(*section);
+    let mut candidates = Vec::new();
+    if let Some(options) = &opts.embeddings {
+        let Output::Embeddings(section, stages) = run(&Job::Embeddings {
+            path: path.to_owned(),
+            options: options.clone(),
+        })?
+        else {
+            return Err(unexpected());
+        };
+        t.stages.extend(stages);
+        candidates = section
+            .undertrained
+            .candidates
+            .iter()
+            .take(undertrained::VERIFY_DEFAULT)
+            .map(|c| c.id)
+            .collect();
+        report.embeddings = Some(*section);
+    }
     if let Some(inference) = &opts.inference {
         let Output::Analyse(analysis) = run(&Job::Analyse {
             path: path.to_owned(),

@@ -23,7 +23,8 @@ fn build(model: &Path, out: &Path, prompts: Vec<PromptSpec>, ablation: bool) -> 
             out: out.to_owned(),
             ..BuildOptions::default()
         },
-        embeddings: Default::default(),
+        // The embeddings have their own tests (tests/embeddings.rs).
+        embeddings: None,
         inference: Some(InferenceOptions {
             prompts,
             session: SessionOptions {

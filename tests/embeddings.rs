@@ -25,7 +25,7 @@ fn build_page(model: &Path, out: &Path) -> (u64, EmbeddingsSection) {
             ..BuildOptions::default()
         },
         inference: None,
-        embeddings: EmbeddingOptions::default(),
+        embeddings: Some(EmbeddingOptions::default()),
         ..Default::default()
     };
     let (summary, times) =
@@ -141,8 +141,8 @@ fn undertrained_candidates_are_verified_through_llama_cpp() {
 }
 
 /// Recall@10 of reduced-space candidates against the exact neighbours, on
-/// 500 demo tokens, for several reduced widths and candidate counts (what
-/// [`EmbeddingOptions`]' defaults were chosen from). Run with
+/// 500 demo tokens, for several reduced widths and candidate counts (the
+/// README's recall figures). Ignored: a study, not a check. Run with
 /// `cargo test --test embeddings recall_by -- --ignored --nocapture`.
 #[test]
 #[ignore]

@@ -310,7 +310,7 @@ fn the_cli_builds_a_site_and_reports_failures_with_causes() {
         .args(["build", "-o"])
         .arg(&out)
         .arg(common::smollm2())
-        .args(["--title", "CLI site", "--no-inference"])
+        .args(["--title", "CLI site", "--no-inference", "--no-embeddings"])
         .output()
         .unwrap();
     assert!(

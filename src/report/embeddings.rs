@@ -140,7 +140,8 @@ pub struct MatrixSection {
     pub recall_sample: usize,
     /// `n × k` neighbour ids, best first.
     pub neighbours: Deflated,
-    /// `n × k` cosine similarities as u8: `s = q / 255 · 2 − 1`.
+    /// `n × k` cosine similarities as u8 `q` (`s = q / 255 · 2 − 1`), each
+    /// row's first as is and the others as the drop from the previous `q`.
     pub sims: Deflated,
     /// PCA coordinates, `n × 3` interleaved, each axis quantized on its own
     /// range; the first two are the 2D layout.
@@ -161,12 +162,21 @@ impl MatrixSection {
                 .map(|i| a.coords.row(i).get(j).copied().unwrap_or(0.0))
                 .collect()
         };
-        let sims: Vec<u8> = a
+        // Each row falls from its best similarity: the first byte is the
+        // quantized value, the others the step down from the previous one
+        // (small numbers, which deflate packs far better).
+        let k = a.neighbours.k.max(1);
+        let mut sims: Vec<u8> = a
             .neighbours
             .sims
             .iter()
             .map(|&s| (((s.clamp(-1.0, 1.0) + 1.0) / 2.0) * 255.0).round() as u8)
             .collect();
+        for row in sims.chunks_exact_mut(k) {
+            for j in (1..row.len()).rev() {
+                row[j] = row[j - 1].saturating_sub(row[j]);
+            }
+        }
         let cluster = if a.clusters.clusters.len() <= 256 {
             Deflated::u8(
                 &a.clusters
@@ -229,7 +239,8 @@ pub struct UndertrainedSection {
     pub indicator: Indicator,
     /// Every token's indicator value.
     pub values: Quantized,
-    pub threshold: f32,
+    #[serde(default)]
+    pub threshold: Option<f32>,
     pub candidates: Vec<Candidate>,
     /// Whether the candidates went through llama.cpp.
     pub verified: bool,

@@ -29,7 +29,7 @@ pub(crate) fn behaviour_page() -> &'static Path {
                 out: out.clone(),
                 ..BuildOptions::default()
             },
-            embeddings: Default::default(),
+            embeddings: None,
             inference: Some(InferenceOptions {
                 prompts: prompts::defaults().expect("bundled prompts"),
                 session: SessionOptions {

@@ -36,7 +36,7 @@ fn page() -> &'static Path {
                 ..BuildOptions::default()
             },
             inference: None,
-            embeddings: Default::default(),
+            embeddings: Some(Default::default()),
             ..Default::default()
         };
         let (summary, _) = pipeline::build(&opts, &indicatif::ProgressBar::hidden())
@@ -216,11 +216,11 @@ async fn fps_orbit_262144_tokens() {
         // The synthetic rows are noise in 64 dimensions: a few reduced
         // dimensions give candidates as good as any, and keep the
         // quadratic candidate scan to minutes on two cores.
-        embeddings: ggviz::analysis::embeddings::EmbeddingOptions {
+        embeddings: Some(ggviz::analysis::embeddings::EmbeddingOptions {
             reduced_dims: 4,
             candidates: 16,
             ..Default::default()
-        },
+        }),
         ..Default::default()
     };
     let (summary, times) =

@@ -14,7 +14,8 @@ use super::matrix::{Matrix, dot};
 use super::tokens::{Vocabulary, token_type};
 use crate::engine::{EngineError, Session, TokenId};
 
-/// At most this many candidates are listed and verified.
+/// At most this many candidates are listed (the first
+/// [`VERIFY_DEFAULT`] of them verified by `ggviz build`).
 pub const MAX_CANDIDATES: usize = 200;
 
 /// Which indicator was computed.
@@ -33,7 +34,7 @@ pub struct Undertrained {
     pub indicator: Indicator,
     pub values: Vec<f32>,
     /// The 2nd percentile of the reachable tokens' values.
-    pub threshold: f32,
+    pub threshold: Option<f32>,
     /// Reachable tokens at or below the threshold, lowest first, at most
     /// [`MAX_CANDIDATES`].
     pub candidates: Vec<u32>,
@@ -81,15 +82,15 @@ pub fn indicator(embd: &Matrix, vocab: &Vocabulary, tied: bool) -> Undertrained 
         .filter(|(v, _)| v.is_finite())
         .collect();
     reachable.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let threshold = if reachable.is_empty() {
-        f32::NAN
-    } else {
+    // No reachable token with a finite value: no threshold, no candidate
+    // (a NaN here would not survive JSON).
+    let threshold = (!reachable.is_empty()).then(|| {
         let at = ((reachable.len() - 1) as f64 * 0.02).floor() as usize;
         reachable[at].0
-    };
+    });
     let candidates = reachable
         .iter()
-        .take_while(|(v, _)| *v <= threshold)
+        .take_while(|(v, _)| threshold.is_some_and(|t| *v <= t))
         .take(MAX_CANDIDATES)
         .map(|&(_, i)| i)
         .collect();
@@ -101,6 +102,10 @@ pub fn indicator(embd: &Matrix, vocab: &Vocabulary, tied: bool) -> Undertrained 
         notes,
     }
 }
+
+/// Candidates verified by default, lowest indicator first: each is one
+/// forward pass, and 200 took 344 s in a debug build on the busy 2-core VM.
+pub const VERIFY_DEFAULT: usize = 32;
 
 /// A token counts as confirmed when the model, asked to repeat it, gives
 /// it less than this probability.

@@ -52,6 +52,11 @@ void main() {
     const T = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array }[d.dtype];
     return new T(buf, 0, d.len);
   }
+  // Similarity rows arrive as the first byte then drops (docs/report.md).
+  function undelta(q, k) {
+    for (let r = 0; r < q.length; r += k) for (let j = 1; j < k; j++) q[r + j] = q[r + j - 1] - q[r + j];
+    return q;
+  }
   const dequant = (q, x) => q.min + (x / 65535) * (q.max - q.min);
 
   async function decode() {
@@ -60,7 +65,7 @@ void main() {
     for (const m of E.matrices) {
       out.mats.push({
         m,
-        nb: await inflate(m.neighbours), sims: await inflate(m.sims),
+        nb: await inflate(m.neighbours), sims: undelta(await inflate(m.sims), m.k),
         c: [await inflate(m.coords[0].q), await inflate(m.coords[1].q), await inflate(m.coords[2].q)],
         norms: await inflate(m.norms.q), cluster: await inflate(m.cluster),
       });
@@ -316,7 +321,7 @@ void main() {
     }
     const nConf = U.candidates.filter((c) => c.probability !== null && c.probability !== undefined && c.probability < U.confirm_below).length;
     side.append(GG.el('h4', { text: 'Under-trained candidates' }),
-      GG.el('p', { class: 'hint', text: U.verified ? `${U.candidates.length} candidates (at or below the 2nd percentile, threshold ${GG.fmtNum(U.threshold)}); ${nConf} confirmed: asked to repeat them, the model gives them p < ${U.confirm_below}. Confirmed first.` : `${U.candidates.length} candidates (threshold ${GG.fmtNum(U.threshold)}). Not verified: this page was built without inference (--no-inference), and verification asks llama.cpp to repeat each token.` }),
+      GG.el('p', { class: 'hint', text: U.verified ? `${U.candidates.length} candidates (at or below the 2nd percentile, threshold ${(U.threshold == null ? "none" : GG.fmtNum(U.threshold))}); the ${U.candidates.filter((c) => c.probability !== null && c.probability !== undefined).length} lowest verified, ${nConf} confirmed: asked to repeat them, the model gives them p < ${U.confirm_below}. Confirmed first.` : `${U.candidates.length} candidates (threshold ${(U.threshold == null ? "none" : GG.fmtNum(U.threshold))}). Not verified: this page was built without inference (--no-inference), and verification asks llama.cpp to repeat each token.` }),
       ...U.notes.map((t) => GG.el('p', { class: 'hint', text: t })), tbl);
     const A = E.analogies;
     const at = GG.el('table', { class: 'emb-analogies', id: 'emb-analogies' });
