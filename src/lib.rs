@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod anatomy;
 pub mod engine;
+pub mod family;
 pub mod gguf;
 pub mod graph;
 pub mod inspect;

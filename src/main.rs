@@ -36,6 +36,30 @@ enum Command {
     /// hidden states and head contributions; print the tokens, the most
     /// probable next tokens and the timing.
     Run(RunArgs),
+    /// Compute an importance matrix (llama-imatrix's GGUF format) from
+    /// ggviz's own capture, for the quantizer's low-bit types.
+    Imatrix(ImatrixArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ImatrixArgs {
+    /// The model (usually the reference a family is quantized from).
+    model: PathBuf,
+    /// Where to write the importance matrix (GGUF).
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// Calibration text (default: the bundled one, Exodus 1–8 of the King
+    /// James Version).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Tokens per chunk (llama-imatrix's context size).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..))]
+    chunk_size: u32,
+    /// Use at most this many chunks.
+    #[arg(long, value_name = "N")]
+    chunks: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -273,6 +297,48 @@ fn run_run(args: &RunArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+fn run_imatrix(args: &ImatrixArgs) -> anyhow::Result<()> {
+    use ggviz::analysis::quant_impact::imatrix;
+    let (text, dataset) = match &args.calibration {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the calibration text {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            imatrix::CALIBRATION_TEXT.to_string(),
+            imatrix::ImatrixOptions::default().dataset,
+        ),
+    };
+    let mut session = ggviz::engine::Session::load(&args.model, args.engine.session())
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let options = imatrix::ImatrixOptions {
+        chunk_size: args.chunk_size as usize,
+        max_chunks: args.chunks,
+        dataset,
+    };
+    let start = std::time::Instant::now();
+    let matrix = imatrix::compute(&mut session, &text, &options).with_context(|| {
+        format!(
+            "cannot compute the importance matrix of {}",
+            args.model.display()
+        )
+    })?;
+    matrix
+        .write(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    writeln!(
+        std::io::stderr().lock(),
+        "wrote {}: {} weights, {} chunks of {} tokens in {:.2} s",
+        args.out.display(),
+        matrix.entries.len(),
+        matrix.chunk_count,
+        matrix.chunk_size,
+        start.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -280,6 +346,7 @@ fn main() -> ExitCode {
         Command::Build(args) => run_build(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Run(args) => run_run(args),
+        Command::Imatrix(args) => run_imatrix(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,4 +7,5 @@ pub mod clusters;
 pub mod heads;
 pub mod lens;
 pub mod prompts;
+pub mod quant_impact;
 pub mod similarity;

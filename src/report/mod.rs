@@ -8,6 +8,7 @@
 //! absent, and the page shows a view only when its section is present.
 
 pub mod behaviour;
+pub mod family;
 pub mod graph;
 pub mod heads;
 pub mod packed;
