@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the offline site: one self-contained page per model, an index, content pages.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Summarise a GGUF file: architecture, sizes, quantization mix, tensors.
     Inspect(InspectArgs),
     /// Run a prompt through the model with llama.cpp, capturing attention,
@@ -101,7 +101,41 @@ struct BuildArgs {
     #[arg(long, value_name = "DEVICE", value_parser = parse_supported)]
     analytics_device: Option<Device>,
     #[command(flatten)]
+    family: FamilyArgs,
+    #[command(flatten)]
     engine: EngineArgs,
+}
+
+/// Families: files of one model measured against a reference.
+#[derive(Debug, clap::Args)]
+struct FamilyArgs {
+    /// The family's reference (default: the file with the most bits per
+    /// weight). Also what --quantize quantizes from.
+    #[arg(long, value_name = "FILE")]
+    reference: Option<PathBuf>,
+    /// Make these types from the reference with llama.cpp's quantizer and add
+    /// them to the family, e.g. `F16,Q8_0,Q6_K,Q4_K_M,Q3_K_M,Q2_K,IQ3_XS`. A
+    /// float type (F16, BF16, F32) in the list is made first and becomes the
+    /// reference the others are made from.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    quantize: Vec<String>,
+    /// Compute an importance matrix from ggviz's capture and quantize with it
+    /// (done anyway for the types that need one).
+    #[arg(long)]
+    imatrix: bool,
+    /// Calibration text for the importance matrix (default: bundled).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Evaluation text the members are scored on (default: bundled, Genesis
+    /// 1–20 of the King James Version).
+    #[arg(long, value_name = "FILE")]
+    eval_text: Option<PathBuf>,
+    /// Score at most this many tokens of the evaluation text.
+    #[arg(long, value_name = "N")]
+    eval_tokens: Option<usize>,
+    /// Where quantized files are cached.
+    #[arg(long, value_name = "DIR", default_value = ".cache/ggviz/quant")]
+    quant_cache: PathBuf,
 }
 
 /// Where and how llama.cpp runs (shared by `run` and `build`).
@@ -239,8 +273,27 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     };
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = pipeline::build(&pipeline::PipelineOptions { site, inference }, &progress);
+    let mut site = site;
+    let families = match inference {
+        Some(_) => family_options(args, &mut site.models, &progress)?,
+        None => None,
+    };
+    let result = pipeline::build_with_families(
+        &pipeline::PipelineOptions { site, inference },
+        families.as_ref(),
+        &progress,
+    );
     progress.finish_and_clear();
+    if let Some(f) = &families {
+        let stages: Vec<String> = f
+            .stages
+            .iter()
+            .map(|(n, ms)| format!("{n} {:.2} s", ms / 1e3))
+            .collect();
+        if !stages.is_empty() {
+            writeln!(std::io::stderr().lock(), "  family: {}", stages.join(", "))?;
+        }
+    }
     let (summary, times) =
         result.with_context(|| format!("cannot build the site in {}", args.out.display()))?;
     let mut stderr = std::io::stderr().lock();
@@ -267,6 +320,129 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
         summary.elapsed.as_secs_f64()
     )?;
     Ok(())
+}
+
+/// Makes the quantization ladder (adding its files to `models`) and the
+/// family options, when there can be a family.
+fn family_options(
+    args: &BuildArgs,
+    models: &mut Vec<PathBuf>,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Option<pipeline::FamilyOptions>> {
+    use ggviz::analysis::quant_impact::output::{EVALUATION_TEXT, EvalOptions};
+    use ggviz::engine::QuantType;
+    let f = &args.family;
+    let types = f
+        .quantize
+        .iter()
+        .map(|t| t.parse::<QuantType>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if models.len() < 2 && types.is_empty() {
+        return Ok(None);
+    }
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the {what} {}", p.display()))
+    };
+    let session = args.engine.session();
+    let mut source = match &f.reference {
+        Some(r) => r.clone(),
+        None => {
+            let mut best = (f64::MIN, models[0].clone());
+            for m in models.iter() {
+                let bpw = ggviz::family::bits_per_weight(&GgufModel::open(m)?);
+                if bpw > best.0 {
+                    best = (bpw, m.clone());
+                }
+            }
+            best.1
+        }
+    };
+    let mut made = Vec::new();
+    let mut stages = Vec::new();
+    let mut reference_note = None;
+    let (floats, rest): (Vec<QuantType>, Vec<QuantType>) = types
+        .into_iter()
+        .partition(|t| matches!(t, QuantType::F16 | QuantType::BF16 | QuantType::F32));
+    let ladder_options = |types: Vec<QuantType>| -> anyhow::Result<ggviz::family::LadderOptions> {
+        Ok(ggviz::family::LadderOptions {
+            types,
+            imatrix: f.imatrix,
+            calibration: f
+                .calibration
+                .as_ref()
+                .map(|p| read(p, "calibration text"))
+                .transpose()?,
+            calibration_chunks: None,
+            cache: f.quant_cache.clone(),
+            session,
+        })
+    };
+    let mut quantize_ms = 0.0;
+    if let Some(&float) = floats.first() {
+        progress.set_message(format!("making the {float} reference"));
+        let ladder = ggviz::family::make_ladder(
+            &source,
+            &ggviz::family::LadderOptions {
+                imatrix: false,
+                ..ladder_options(vec![float])?
+            },
+        )?;
+        let q = &ladder.made[0];
+        quantize_ms += q.ms;
+        reference_note = Some(format!(
+            "The reference is the {float} form of {} ({}), made by ggviz with llama.cpp's \
+             quantizer; every figure is measured against it, not against the original \
+             full-precision model.",
+            source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            GgufModel::open(&source)
+                .ok()
+                .and_then(|m| m.get("general.file_type").and_then(|v| v.as_u64()))
+                .map_or_else(
+                    || "its type unknown".to_string(),
+                    |t| format!("llama.cpp file type {t}")
+                )
+        ));
+        made.push((q.path.clone(), float));
+        models.push(q.path.clone());
+        source = q.path.clone();
+    }
+    if !rest.is_empty() {
+        progress.set_message(format!("quantizing {} types", rest.len()));
+        let ladder = ggviz::family::make_ladder(&source, &ladder_options(rest)?)?;
+        if ladder.imatrix.is_some() {
+            stages.push(("imatrix".to_string(), ladder.imatrix_ms));
+        }
+        for q in &ladder.made {
+            quantize_ms += q.ms;
+            made.push((q.path.clone(), q.ty));
+            models.push(q.path.clone());
+        }
+    }
+    stages.insert(0, ("quantize".to_string(), quantize_ms));
+    let (eval_text, eval_source) = match &f.eval_text {
+        Some(p) => (read(p, "evaluation text")?, p.display().to_string()),
+        None => (
+            EVALUATION_TEXT.to_string(),
+            "the bundled evaluation text (Genesis 1–20, King James Version)".to_string(),
+        ),
+    };
+    Ok(Some(pipeline::FamilyOptions {
+        reference: Some(source),
+        eval_text,
+        eval_source,
+        eval: EvalOptions {
+            n_ctx: 512,
+            max_tokens: f.eval_tokens,
+        },
+        session,
+        made,
+        reference_note,
+        stages,
+    }))
 }
 
 fn run_run(args: &RunArgs) -> anyhow::Result<()> {
