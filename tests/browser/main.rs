@@ -3,6 +3,7 @@
 //! `artifacts/screenshots/` for review.
 
 mod behaviour;
+mod family;
 mod harness;
 
 use std::path::{Path, PathBuf};

@@ -23,8 +23,8 @@ use crate::gguf::{GgmlType, GgufError, GgufModel, GgufWriter, StringArray, Value
 /// `src1->ne[1]`): single-token decodes say little about a column.
 pub const MIN_TOKENS: i64 = 16;
 
-/// The calibration text bundled with ggviz (see `content/eval/README.md`).
-pub const CALIBRATION_TEXT: &str = include_str!("../../../content/eval/calibration.txt");
+/// The calibration text bundled with ggviz (see `data/eval/README.md`).
+pub const CALIBRATION_TEXT: &str = include_str!("../../../data/eval/calibration.txt");
 
 /// One weight's statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl Default for ImatrixOptions {
         ImatrixOptions {
             chunk_size: 512,
             max_chunks: None,
-            dataset: "ggviz calibration (content/eval/calibration.txt)".into(),
+            dataset: "ggviz calibration (data/eval/calibration.txt)".into(),
         }
     }
 }

@@ -12,8 +12,8 @@ use super::imatrix::chunks;
 use super::stats::{OutputStats, Perplexity, TokenScore, score};
 use crate::engine::{EngineError, Session, TokenId};
 
-/// The evaluation text bundled with ggviz (see `content/eval/README.md`).
-pub const EVALUATION_TEXT: &str = include_str!("../../../content/eval/evaluation.txt");
+/// The evaluation text bundled with ggviz (see `data/eval/README.md`).
+pub const EVALUATION_TEXT: &str = include_str!("../../../data/eval/evaluation.txt");
 
 /// How to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

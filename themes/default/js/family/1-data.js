@@ -15,6 +15,11 @@
     F.listeners.forEach((f) => f(i));
   };
   F.onSelect = function (f) { F.listeners.push(f); };
+  // Back/forward and edited links change the hash without a reload.
+  window.addEventListener('hashchange', () => {
+    const i = F.selected();
+    F.listeners.forEach((f) => f(i));
+  });
   F.label = function (m) { return m.made_as || m.file_name; };
   F.num = function (v, digits) { return Number(v).toFixed(digits); };
 })(window.GG);

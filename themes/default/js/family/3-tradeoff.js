@@ -24,6 +24,8 @@
     ctx.fillText('bits per weight', W / 2 - 40, H - 8);
     ctx.save(); ctx.translate(14, H / 2 + 40); ctx.rotate(-Math.PI / 2); ctx.fillText('mean KLD (log)', 0, 0); ctx.restore();
     for (let e = Math.ceil(y0); e <= Math.floor(y1); e++) ctx.fillText('1e' + e, 28, py(e) + 4);
+    const step = x1 - x0 > 12 ? 4 : x1 - x0 > 6 ? 2 : 1;
+    for (let b = Math.ceil(x0 / step) * step; b <= x1; b += step) ctx.fillText(String(b), px(b) - 4, H - pad.b + 16);
     const front = ms.map((m, i) => i).filter((i) => ms[i].pareto)
       .sort((a, b) => ms[a].bits_per_weight - ms[b].bits_per_weight);
     ctx.strokeStyle = '#2a7'; ctx.beginPath();
