@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::quant_impact::imatrix::{self, Imatrix, ImatrixOptions};
+use crate::analysis::quant_impact::layers::{MemberLayers, measure_layers};
 use crate::analysis::quant_impact::output::{self, EvalOptions, FamilyOutputs};
 use crate::engine::quantize::{QuantType, QuantizeRequest, Quantized, quantize_cached};
 use crate::engine::{EngineError, Session, SessionOptions};
@@ -294,12 +295,19 @@ pub struct FamilyMeasurements {
     pub outputs: FamilyOutputs,
     /// Milliseconds spent evaluating.
     pub evaluation_ms: f64,
+    /// Per layer and head, each member against the reference on the
+    /// prompts (`layers[i]` is member `i`).
+    pub layers: Vec<MemberLayers>,
+    /// Milliseconds spent capturing and comparing the layers.
+    pub capture_ms: f64,
 }
 
-/// Loads every member and scores it against the reference on `text`.
+/// Loads every member, scores it against the reference on `text`, and
+/// compares it layer by layer on `prompts`.
 pub fn measure(
     family: &Family,
     text: &str,
+    prompts: &[String],
     eval: &EvalOptions,
     session: SessionOptions,
 ) -> Result<FamilyMeasurements, FamilyError> {
@@ -313,10 +321,22 @@ pub fn measure(
         .collect::<Result<Vec<_>, _>>()?;
     let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
     let outputs = output::evaluate(&mut reference, &mut refs, text, eval)?;
+    let evaluation_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let ids = prompts
+        .iter()
+        .map(|p| Ok(reference.tokenize(p)?.into_iter().map(|t| t.id).collect()))
+        .collect::<Result<Vec<Vec<_>>, EngineError>>()?;
+    let layers = refs
+        .iter_mut()
+        .map(|m| measure_layers(&mut reference, m, &ids))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(FamilyMeasurements {
         family: family.clone(),
         outputs,
-        evaluation_ms: start.elapsed().as_secs_f64() * 1e3,
+        evaluation_ms,
+        layers,
+        capture_ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }
 

@@ -274,8 +274,8 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut site = site;
-    let families = match inference {
-        Some(_) => family_options(args, &mut site.models, &progress)?,
+    let families = match &inference {
+        Some(i) => family_options(args, &mut site.models, &i.prompts, &progress)?,
         None => None,
     };
     let result = pipeline::build_with_families(
@@ -327,6 +327,7 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<()> {
 fn family_options(
     args: &BuildArgs,
     models: &mut Vec<PathBuf>,
+    prompts: &[prompts::PromptSpec],
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Option<pipeline::FamilyOptions>> {
     use ggviz::analysis::quant_impact::output::{EVALUATION_TEXT, EvalOptions};
@@ -438,6 +439,7 @@ fn family_options(
             n_ctx: 512,
             max_tokens: f.eval_tokens,
         },
+        prompts: prompts.iter().filter_map(|p| p.text.clone()).collect(),
         session,
         made,
         reference_note,

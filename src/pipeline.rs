@@ -340,6 +340,8 @@ pub struct FamilyOptions {
     pub eval_text: String,
     pub eval_source: String,
     pub eval: EvalOptions,
+    /// Prompts the members are compared on layer by layer.
+    pub prompts: Vec<String>,
     pub session: SessionOptions,
     /// Files ggviz made in this build, with their type.
     pub made: Vec<(PathBuf, QuantType)>,
@@ -373,7 +375,13 @@ pub fn family_entries(
             reference.display(),
             fam.members.len()
         ));
-        let measured = family::measure(&fam, &options.eval_text, &options.eval, options.session)?;
+        let measured = family::measure(
+            &fam,
+            &options.eval_text,
+            &options.prompts,
+            &options.eval,
+            options.session,
+        )?;
         let member_slugs: Vec<String> = fam
             .members
             .iter()
@@ -386,6 +394,7 @@ pub fn family_entries(
             .collect();
         let mut stages = options.stages.clone();
         stages.push(("evaluation".into(), measured.evaluation_ms));
+        stages.push(("capture".into(), measured.capture_ms));
         let note = options.reference_note.clone().unwrap_or_else(|| {
             format!(
                 "The reference is {}, the member with the most bits per weight or the one named \

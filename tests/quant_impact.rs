@@ -209,6 +209,7 @@ fn demo_family_orders_divergence_by_bits() {
     let m = family::measure(
         fam,
         ggviz::analysis::quant_impact::output::EVALUATION_TEXT,
+        &["The capital of France is".to_string()],
         &eval,
         session,
     )
@@ -234,4 +235,20 @@ fn demo_family_orders_divergence_by_bits() {
         q2.kld.mean.value
     );
     assert!(q8.same_top.value > q2.same_top.value);
+    // Layer by layer: the reference against itself is exactly 0 everywhere;
+    // Q2_K's residual stream departs more than Q8_0's at the last layer.
+    for l in &m.layers[0].layers {
+        let h = l.hidden.expect("hidden captured");
+        assert_eq!(h.rel_err_mean, 0.0);
+        assert!(l.heads.as_ref().expect("heads").iter().all(|&s| s == 1.0));
+    }
+    let last = |i: usize| {
+        m.layers[i]
+            .layers
+            .last()
+            .and_then(|l| l.hidden)
+            .expect("last layer")
+    };
+    assert!(last(2).rel_err_mean > 0.0);
+    assert!(last(2).rel_err_mean < last(3).rel_err_mean);
 }

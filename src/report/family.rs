@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::quant_impact::layers::MemberLayers;
 use crate::analysis::quant_impact::stats::{OutputStats, Perplexity};
 use crate::family::FamilyMeasurements;
 
@@ -25,6 +26,8 @@ pub struct FamilyMemberRow {
     pub pareto: bool,
     /// Output statistics against the reference.
     pub stats: OutputStats,
+    /// Layer by layer against the reference, on the page's prompts.
+    pub layers: MemberLayers,
 }
 
 /// A family page's data.
@@ -97,6 +100,7 @@ impl FamilyReport {
                 reference: i == fam.reference,
                 pareto: front[i],
                 stats: s.clone(),
+                layers: m.layers.get(i).cloned().unwrap_or_default(),
             })
             .collect();
         let reference = &fam.members[fam.reference].path;

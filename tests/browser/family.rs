@@ -59,6 +59,7 @@ fn family_site(dir: &Path) -> PathBuf {
             n_ctx: 64,
             max_tokens: None,
         },
+        prompts: vec!["the cat sat on the mat".into()],
         session,
         made: vec![(q8.path, QuantType::Q8_0)],
         reference_note: None,

@@ -6,5 +6,6 @@
 //! cross a process boundary unchanged.
 
 pub mod imatrix;
+pub mod layers;
 pub mod output;
 pub mod stats;
