@@ -133,6 +133,17 @@ async fn family_page_draws_selects_members_and_escapes_names() {
         .js("const c = document.getElementById('tradeoff'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n")
         .await;
     assert!(drawn.as_u64().is_some_and(|n| n > 500), "{drawn}");
+    // The per-layer curves and the head map draw for the selected member.
+    for id in ["layer-curves", "head-map"] {
+        let n = b
+            .js(&format!("const c = document.getElementById('{id}'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n"))
+            .await;
+        assert!(n.as_u64().is_some_and(|n| n > 200), "{id}: {n}");
+    }
+    let heads = b
+        .js("return GG.family.data.members[2].layers.layers[0].heads.length")
+        .await;
+    assert_eq!(heads, 4);
     // A hash opens the page on that member.
     b.open(&page, "#member=1").await;
     b.wait_for(
