@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::quant_impact::imatrix::{self, Imatrix, ImatrixOptions};
 use crate::analysis::quant_impact::layers::{MemberLayers, measure_layers};
 use crate::analysis::quant_impact::output::{self, EvalOptions, FamilyOutputs};
+use crate::analysis::quant_impact::weights::{TensorError, weight_errors};
 use crate::engine::quantize::{QuantType, QuantizeRequest, Quantized, quantize_cached};
 use crate::engine::{EngineError, Session, SessionOptions};
 use crate::gguf::{GgufError, GgufModel};
@@ -300,6 +301,10 @@ pub struct FamilyMeasurements {
     pub layers: Vec<MemberLayers>,
     /// Milliseconds spent capturing and comparing the layers.
     pub capture_ms: f64,
+    /// Per tensor, each member's weight error (`weights[i]` is member `i`).
+    pub weights: Vec<Vec<TensorError>>,
+    /// Milliseconds spent on the weight errors.
+    pub weights_ms: f64,
 }
 
 /// Loads every member, scores it against the reference on `text`, and
@@ -331,12 +336,20 @@ pub fn measure(
         .iter_mut()
         .map(|m| measure_layers(&mut reference, m, &ids))
         .collect::<Result<Vec<_>, _>>()?;
+    let capture_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let weights = refs
+        .iter()
+        .map(|m| weight_errors(&reference, m))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(FamilyMeasurements {
         family: family.clone(),
         outputs,
         evaluation_ms,
         layers,
-        capture_ms: start.elapsed().as_secs_f64() * 1e3,
+        capture_ms,
+        weights,
+        weights_ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }
 

@@ -395,6 +395,7 @@ pub fn family_entries(
         let mut stages = options.stages.clone();
         stages.push(("evaluation".into(), measured.evaluation_ms));
         stages.push(("capture".into(), measured.capture_ms));
+        stages.push(("weights".into(), measured.weights_ms));
         let note = options.reference_note.clone().unwrap_or_else(|| {
             format!(
                 "The reference is {}, the member with the most bits per weight or the one named \

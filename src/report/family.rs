@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::quant_impact::layers::MemberLayers;
 use crate::analysis::quant_impact::stats::{OutputStats, Perplexity};
+use crate::analysis::quant_impact::weights::TensorError;
 use crate::family::FamilyMeasurements;
 
 /// One member, as the page shows it.
@@ -28,6 +29,8 @@ pub struct FamilyMemberRow {
     pub stats: OutputStats,
     /// Layer by layer against the reference, on the page's prompts.
     pub layers: MemberLayers,
+    /// Per tensor weight error against the reference, in file order.
+    pub weights: Vec<TensorError>,
 }
 
 /// A family page's data.
@@ -101,6 +104,7 @@ impl FamilyReport {
                 pareto: front[i],
                 stats: s.clone(),
                 layers: m.layers.get(i).cloned().unwrap_or_default(),
+                weights: m.weights.get(i).cloned().unwrap_or_default(),
             })
             .collect();
         let reference = &fam.members[fam.reference].path;

@@ -144,6 +144,16 @@ async fn family_page_draws_selects_members_and_escapes_names() {
         .js("return GG.family.data.members[2].layers.layers[0].heads.length")
         .await;
     assert_eq!(heads, 4);
+    // The weight-error table lists the Q8_0 member's tensors, largest first,
+    // and the copy's errors are all 0.
+    let first = b
+        .js("return Number(document.querySelector('#weights-table tbody tr td:last-child').textContent)")
+        .await;
+    assert!(first.as_f64().is_some_and(|e| e > 0.0), "{first}");
+    let copy_max = b
+        .js("return Math.max(...GG.family.data.members[1].weights.map((t) => t.rel_rms))")
+        .await;
+    assert_eq!(copy_max.as_f64(), Some(0.0));
     // A hash opens the page on that member.
     b.open(&page, "#member=1").await;
     b.wait_for(

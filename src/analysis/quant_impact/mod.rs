@@ -9,3 +9,4 @@ pub mod imatrix;
 pub mod layers;
 pub mod output;
 pub mod stats;
+pub mod weights;
