@@ -13,6 +13,7 @@ pub mod anatomy;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod family;
 pub mod fetch;
 pub mod gguf;
 pub mod graph;

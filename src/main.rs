@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the offline site: one self-contained page per model, an index, content pages.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Summarise a GGUF file: architecture, sizes, quantization mix, tensors.
     Inspect(InspectArgs),
     /// Run a prompt through the model with llama.cpp, capturing attention,
@@ -39,7 +39,7 @@ enum Command {
     Run(RunArgs),
     /// Build the site, serve it on 127.0.0.1, rebuild when a source changes
     /// and reload the open pages.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start a project: a commented ggviz.toml, an example content page, a
     /// .gitignore and a GitHub Pages workflow.
     Init(InitArgs),
@@ -51,6 +51,9 @@ enum Command {
     /// the whole command down).
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Compute an importance matrix (llama-imatrix's GGUF format) from
+    /// ggviz's own capture, for the quantizer's low-bit types.
+    Imatrix(ImatrixArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +87,27 @@ struct InitArgs {
     /// Write into a non-empty folder, overwriting the starter files.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ImatrixArgs {
+    /// The model (usually the reference a family is quantized from).
+    model: PathBuf,
+    /// Where to write the importance matrix (GGUF).
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// Calibration text (default: the bundled one, Exodus 1–8 of the King
+    /// James Version).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Tokens per chunk (llama-imatrix's context size).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..))]
+    chunk_size: u32,
+    /// Use at most this many chunks.
+    #[arg(long, value_name = "N")]
+    chunks: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +173,8 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     analogies: Option<PathBuf>,
     #[command(flatten)]
+    family: FamilyArgs,
+    #[command(flatten)]
     engine: EngineArgs,
 }
 
@@ -159,6 +185,38 @@ enum GraphistryArg {
     Auto,
     /// Upload, or fail the build.
     Required,
+}
+
+/// Families: files of one model measured against a reference.
+#[derive(Debug, clap::Args)]
+struct FamilyArgs {
+    /// The family's reference (default: the file with the most bits per
+    /// weight). Also what --quantize quantizes from.
+    #[arg(long, value_name = "FILE")]
+    reference: Option<PathBuf>,
+    /// Make these types from the reference with llama.cpp's quantizer and add
+    /// them to the family, e.g. `F16,Q8_0,Q6_K,Q4_K_M,Q3_K_M,Q2_K,IQ3_XS`. A
+    /// float type (F16, BF16, F32) in the list is made first and becomes the
+    /// reference the others are made from.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    quantize: Vec<String>,
+    /// Compute an importance matrix from ggviz's capture and quantize with it
+    /// (done anyway for the types that need one).
+    #[arg(long)]
+    imatrix: bool,
+    /// Calibration text for the importance matrix (default: bundled).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Evaluation text the members are scored on (default: bundled, Genesis
+    /// 1–20 of the King James Version).
+    #[arg(long, value_name = "FILE")]
+    eval_text: Option<PathBuf>,
+    /// Score at most this many tokens of the evaluation text.
+    #[arg(long, value_name = "N")]
+    eval_tokens: Option<usize>,
+    /// Where quantized files are cached.
+    #[arg(long, value_name = "DIR", default_value = ".cache/ggviz/quant")]
+    quant_cache: PathBuf,
 }
 
 /// Where and how llama.cpp runs (shared by `run` and `build`).
@@ -415,8 +473,32 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
     let out = resolved.pipeline.site.out.clone();
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = pipeline::build_named(&resolved.pipeline, &resolved.names, &progress);
+    let families = match &resolved.pipeline.inference {
+        Some(i) => family_options(
+            args,
+            &mut resolved.pipeline.site.models,
+            &i.prompts,
+            &progress,
+        )?,
+        None => None,
+    };
+    let result = pipeline::build_with_families(
+        &resolved.pipeline,
+        &resolved.names,
+        families.as_ref(),
+        &progress,
+    );
     progress.finish_and_clear();
+    if let Some(f) = &families {
+        let stages: Vec<String> = f
+            .stages
+            .iter()
+            .map(|(n, ms)| format!("{n} {:.2} s", ms / 1e3))
+            .collect();
+        if !stages.is_empty() {
+            writeln!(std::io::stderr().lock(), "  family: {}", stages.join(", "))?;
+        }
+    }
     let (summary, times) =
         result.with_context(|| format!("cannot build the site in {}", out.display()))?;
     let mut stderr = std::io::stderr().lock();
@@ -500,6 +582,131 @@ fn run_init(args: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes the quantization ladder (adding its files to `models`) and the
+/// family options, when there can be a family.
+fn family_options(
+    args: &BuildArgs,
+    models: &mut Vec<PathBuf>,
+    prompts: &[ggviz::analysis::prompts::PromptSpec],
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Option<pipeline::FamilyOptions>> {
+    use ggviz::analysis::quant_impact::output::{EVALUATION_TEXT, EvalOptions};
+    use ggviz::engine::QuantType;
+    let f = &args.family;
+    let types = f
+        .quantize
+        .iter()
+        .map(|t| t.parse::<QuantType>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if models.len() < 2 && types.is_empty() {
+        return Ok(None);
+    }
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the {what} {}", p.display()))
+    };
+    let session = args.engine.session();
+    let mut source = match &f.reference {
+        Some(r) => r.clone(),
+        None => {
+            let mut best = (f64::MIN, models[0].clone());
+            for m in models.iter() {
+                let bpw = ggviz::family::bits_per_weight(&GgufModel::open(m)?);
+                if bpw > best.0 {
+                    best = (bpw, m.clone());
+                }
+            }
+            best.1
+        }
+    };
+    let mut made = Vec::new();
+    let mut stages = Vec::new();
+    let mut reference_note = None;
+    let (floats, rest): (Vec<QuantType>, Vec<QuantType>) = types
+        .into_iter()
+        .partition(|t| matches!(t, QuantType::F16 | QuantType::BF16 | QuantType::F32));
+    let ladder_options = |types: Vec<QuantType>| -> anyhow::Result<ggviz::family::LadderOptions> {
+        Ok(ggviz::family::LadderOptions {
+            types,
+            imatrix: f.imatrix,
+            calibration: f
+                .calibration
+                .as_ref()
+                .map(|p| read(p, "calibration text"))
+                .transpose()?,
+            calibration_chunks: None,
+            cache: f.quant_cache.clone(),
+            session,
+        })
+    };
+    let mut quantize_ms = 0.0;
+    if let Some(&float) = floats.first() {
+        progress.set_message(format!("making the {float} reference"));
+        let ladder = ggviz::family::make_ladder(
+            &source,
+            &ggviz::family::LadderOptions {
+                imatrix: false,
+                ..ladder_options(vec![float])?
+            },
+        )?;
+        let q = &ladder.made[0];
+        quantize_ms += q.ms;
+        reference_note = Some(format!(
+            "The reference is the {float} form of {} ({}), made by ggviz with llama.cpp's \
+             quantizer; every figure is measured against it, not against the original \
+             full-precision model.",
+            source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            GgufModel::open(&source)
+                .ok()
+                .and_then(|m| m.get("general.file_type").and_then(|v| v.as_u64()))
+                .map_or_else(
+                    || "its type unknown".to_string(),
+                    |t| format!("llama.cpp file type {t}")
+                )
+        ));
+        made.push((q.path.clone(), float));
+        models.push(q.path.clone());
+        source = q.path.clone();
+    }
+    if !rest.is_empty() {
+        progress.set_message(format!("quantizing {} types", rest.len()));
+        let ladder = ggviz::family::make_ladder(&source, &ladder_options(rest)?)?;
+        if ladder.imatrix.is_some() {
+            stages.push(("imatrix".to_string(), ladder.imatrix_ms));
+        }
+        for q in &ladder.made {
+            quantize_ms += q.ms;
+            made.push((q.path.clone(), q.ty));
+            models.push(q.path.clone());
+        }
+    }
+    stages.insert(0, ("quantize".to_string(), quantize_ms));
+    let (eval_text, eval_source) = match &f.eval_text {
+        Some(p) => (read(p, "evaluation text")?, p.display().to_string()),
+        None => (
+            EVALUATION_TEXT.to_string(),
+            "the bundled evaluation text (Genesis 1–20, King James Version)".to_string(),
+        ),
+    };
+    Ok(Some(pipeline::FamilyOptions {
+        reference: Some(source),
+        eval_text,
+        eval_source,
+        eval: EvalOptions {
+            n_ctx: 512,
+            max_tokens: f.eval_tokens,
+        },
+        prompts: prompts.iter().filter_map(|p| p.text.clone()).collect(),
+        session,
+        made,
+        reference_note,
+        stages,
+    }))
+}
+
 fn run_run(args: &RunArgs, verbose: u8) -> anyhow::Result<()> {
     let options = run::RunOptions {
         prompt: args.prompt.clone(),
@@ -575,6 +782,48 @@ fn run_devices(args: &DevicesArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
+fn run_imatrix(args: &ImatrixArgs) -> anyhow::Result<()> {
+    use ggviz::analysis::quant_impact::imatrix;
+    let (text, dataset) = match &args.calibration {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the calibration text {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            imatrix::CALIBRATION_TEXT.to_string(),
+            imatrix::ImatrixOptions::default().dataset,
+        ),
+    };
+    let mut session = ggviz::engine::Session::load(&args.model, args.engine.session())
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let options = imatrix::ImatrixOptions {
+        chunk_size: args.chunk_size as usize,
+        max_chunks: args.chunks,
+        dataset,
+    };
+    let start = std::time::Instant::now();
+    let matrix = imatrix::compute(&mut session, &text, &options).with_context(|| {
+        format!(
+            "cannot compute the importance matrix of {}",
+            args.model.display()
+        )
+    })?;
+    matrix
+        .write(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    writeln!(
+        std::io::stderr().lock(),
+        "wrote {}: {} weights, {} chunks of {} tokens in {:.2} s",
+        args.out.display(),
+        matrix.entries.len(),
+        matrix.chunk_count,
+        matrix.chunk_size,
+        start.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -586,6 +835,7 @@ fn main() -> ExitCode {
         Command::Init(args) => run_init(args),
         Command::Devices(args) => run_devices(args),
         Command::Worker => return ExitCode::from(worker::serve()),
+        Command::Imatrix(args) => run_imatrix(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,16 +22,20 @@ use crate::analysis::embeddings::{self, EmbeddingError, EmbeddingOptions, undert
 use crate::analysis::kernels;
 use crate::analysis::lens::{NormKind, OutputHead};
 use crate::analysis::prompts::{PromptError, PromptSpec, random_tokens};
+use crate::analysis::quant_impact::output::EvalOptions;
 use crate::anatomy::{Anatomy, runnable};
+use crate::engine::QuantType;
 use crate::engine::{
     CaptureOptions, Device, EngineError, HeadCapture, Intervention, Session, SessionOptions,
     TokenId,
 };
+use crate::family::{self, FamilyError};
 use crate::fetch::graphistry;
 use crate::report::behaviour::{BehaviourSection, shown_token_ids};
 use crate::report::embeddings::EmbeddingsSection;
+use crate::report::family::FamilyReport;
 use crate::report::{HeadMetric, ModelReport};
-use crate::site::{self, BuildOptions, BuildSummary, ModelEntry, Site, SiteError};
+use crate::site::{self, BuildOptions, BuildSummary, FamilyEntry, ModelEntry, Site, SiteError};
 use crate::worker::{self, Event, Isolation, Job, Output, WorkerError};
 
 /// How to run the models.
@@ -104,6 +108,9 @@ impl ModelAnalysis {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineError {
+    /// Forming or measuring a family failed.
+    #[error(transparent)]
+    Family(Box<FamilyError>),
     #[error(transparent)]
     Site(#[from] SiteError),
     #[error(transparent)]
@@ -150,6 +157,12 @@ pub enum PipelineError {
     },
 }
 
+impl From<FamilyError> for PipelineError {
+    fn from(e: FamilyError) -> Self {
+        PipelineError::Family(Box::new(e))
+    }
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
@@ -168,6 +181,17 @@ pub fn build(
 pub fn build_named(
     opts: &PipelineOptions,
     names: &[Option<String>],
+    progress: &ProgressBar,
+) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
+    build_with_families(opts, names, None, progress)
+}
+
+/// [`build_named`], plus family pages for the files of one model among
+/// `opts.site.models` when `families` is given (see [`family_entries`]).
+pub fn build_with_families(
+    opts: &PipelineOptions,
+    names: &[Option<String>],
+    families: Option<&FamilyOptions>,
     progress: &ProgressBar,
 ) -> Result<(BuildSummary, Vec<StageTimes>), PipelineError> {
     let start = Instant::now();
@@ -192,9 +216,13 @@ pub fn build_named(
     if let Some(g) = &opts.graphistry {
         graphistry_links(&mut entries, g, progress)?;
     }
+    let family_pages = match families {
+        Some(f) => family_entries(&opts.site.models, &entries, f, progress)?,
+        None => Vec::new(),
+    };
     progress.set_message("rendering the site");
     let render = Instant::now();
-    let summary = site.write(&entries, start)?;
+    let summary = site.write_with_families(&entries, &family_pages, start)?;
     if let Some(last) = times.last_mut() {
         last.stages.push(("render".into(), ms(render)));
     }
@@ -549,4 +577,92 @@ fn ablate(
         }
     }
     Ok(deltas)
+}
+
+/// How `ggviz build` measures families.
+#[derive(Debug, Clone)]
+pub struct FamilyOptions {
+    /// The reference, when the user names it (else the most bits per weight).
+    pub reference: Option<PathBuf>,
+    /// The evaluation text and where it came from.
+    pub eval_text: String,
+    pub eval_source: String,
+    pub eval: EvalOptions,
+    /// Prompts the members are compared on layer by layer.
+    pub prompts: Vec<String>,
+    pub session: SessionOptions,
+    /// Files ggviz made in this build, with their type.
+    pub made: Vec<(PathBuf, QuantType)>,
+    /// What the reference is, when ggviz made it (shown on the page).
+    pub reference_note: Option<String>,
+    /// Times of the stages done before the build (`quantize`, `imatrix`), ms.
+    pub stages: Vec<(String, f64)>,
+}
+
+/// Groups `models` into families and measures each one (evaluation of every
+/// member against the reference); `entries` are the model pages, in the
+/// same order as `models`, for the links.
+pub fn family_entries(
+    models: &[PathBuf],
+    entries: &[ModelEntry],
+    options: &FamilyOptions,
+    progress: &ProgressBar,
+) -> Result<Vec<FamilyEntry>, PipelineError> {
+    let mut out: Vec<FamilyEntry> = Vec::new();
+    for mut fam in family::group(models, options.reference.as_deref())? {
+        for m in &mut fam.members {
+            m.made_as = options
+                .made
+                .iter()
+                .find(|(p, _)| *p == m.path)
+                .map(|(_, t)| *t);
+        }
+        let reference = fam.members[fam.reference].path.clone();
+        progress.set_message(format!(
+            "family of {}: scoring {} files",
+            reference.display(),
+            fam.members.len()
+        ));
+        let measured = family::measure(
+            &fam,
+            &options.eval_text,
+            &options.prompts,
+            &options.eval,
+            options.session,
+        )?;
+        let member_slugs: Vec<String> = fam
+            .members
+            .iter()
+            .filter_map(|m| models.iter().position(|p| *p == m.path))
+            .filter_map(|i| entries.get(i).map(|e| e.slug.clone()))
+            .collect();
+        let hrefs: Vec<String> = member_slugs
+            .iter()
+            .map(|s| format!("../../{s}/index.html"))
+            .collect();
+        let mut stages = options.stages.clone();
+        stages.push(("evaluation".into(), measured.evaluation_ms));
+        stages.push(("capture".into(), measured.capture_ms));
+        stages.push(("weights".into(), measured.weights_ms));
+        let note = options.reference_note.clone().unwrap_or_else(|| {
+            format!(
+                "The reference is {}, the member with the most bits per weight or the one named \
+                 with --reference; every figure is measured against it, not against the \
+                 original full-precision model.",
+                reference
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )
+        });
+        let report =
+            FamilyReport::build(&measured, &hrefs, note, options.eval_source.clone(), stages);
+        let taken: Vec<String> = out.iter().map(|f| f.slug.clone()).collect();
+        out.push(FamilyEntry {
+            slug: site::slug_for(&reference, &taken),
+            member_slugs,
+            report,
+        });
+    }
+    Ok(out)
 }

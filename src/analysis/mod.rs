@@ -9,4 +9,5 @@ pub mod heads;
 pub mod kernels;
 pub mod lens;
 pub mod prompts;
+pub mod quant_impact;
 pub mod similarity;

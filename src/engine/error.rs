@@ -63,6 +63,13 @@ pub enum EngineError {
         ne: [i64; 4],
         expected: String,
     },
+    /// llama.cpp's quantizer could not make a file.
+    #[error("quantizing {path} to {ty}: {reason}")]
+    Quantize {
+        path: PathBuf,
+        ty: &'static str,
+        reason: String,
+    },
     /// A request that makes no sense for this model (a layer or head out of
     /// range, zero threads, ...).
     #[error("{0}")]

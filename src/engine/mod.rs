@@ -25,6 +25,7 @@ pub mod error;
 pub mod ffi;
 mod heads;
 mod observer;
+pub mod quantize;
 pub mod session;
 
 pub use capture::{
@@ -34,6 +35,7 @@ pub use capture::{
 pub use device::Device;
 pub use error::{DeviceError, EngineError};
 pub use ffi::TokenId;
+pub use quantize::{QuantType, QuantizeRequest, Quantized, quantize_cached};
 pub use session::{DEFAULT_MAX_TOKENS, Session, SessionOptions};
 
 use crate::gguf::GgufModel;

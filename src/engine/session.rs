@@ -17,7 +17,7 @@ use super::capture::{
 };
 use super::device::Device;
 use super::error::EngineError;
-use super::ffi::{Context, ContextParams, DeviceMatrix, Model, ModelParams, TokenId};
+use super::ffi::{Context, ContextParams, DeviceMatrix, EvalObserver, Model, ModelParams, TokenId};
 use super::heads::{self, HeadProjector, TensorBytes};
 use super::observer::{Captured, Capturer, Node, RESULT_NORM};
 use crate::anatomy::{Anatomy, runnable};
@@ -386,6 +386,25 @@ impl Session {
                 heads_ms,
             },
         })
+    }
+
+    /// Runs `ids` as one batch with the eval callback, handing the graph to
+    /// `observer` (the importance-matrix collector chooses nodes by
+    /// operation, which [`Session::trace_ids`]'s capture does not).
+    pub fn observe_ids(
+        &mut self,
+        ids: &[TokenId],
+        observer: &mut dyn EvalObserver,
+    ) -> Result<(), EngineError> {
+        self.check_length(ids.len())?;
+        let ctx = context(
+            &mut self.observed,
+            &self.model,
+            self.threads,
+            Route::Observed,
+            ids.len(),
+        )?;
+        ctx.decode(ids, Some(observer))
     }
 
     /// Runs `ids` as one batch on llama.cpp's plain path (no eval callback)

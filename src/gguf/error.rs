@@ -34,6 +34,14 @@ pub enum GgufError {
         offset: u64,
         kind: FormatError,
     },
+    /// A well-formed file whose content is not what the reader was asked to
+    /// read (an importance matrix without `general.type` = `imatrix`, ...).
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
     /// The shards of a split model do not fit together.
     #[error("{path}: split model: {reason}")]
     Split { path: PathBuf, reason: String },

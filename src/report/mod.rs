@@ -9,6 +9,7 @@
 
 pub mod behaviour;
 pub mod embeddings;
+pub mod family;
 pub mod graph;
 pub mod heads;
 pub mod packed;

@@ -31,6 +31,7 @@ use crate::gguf::GgufModel;
 use crate::graph;
 use crate::inspect::{human_bytes, human_count};
 use crate::report::ModelReport;
+use crate::report::family::FamilyReport;
 
 pub use content::Page;
 pub use error::SiteError;
@@ -201,12 +202,53 @@ fn card(entry: &ModelEntry) -> Card {
     }
 }
 
+/// A family page to write: its slug, the slugs of its members' model pages
+/// and its data.
+#[derive(Debug, Clone)]
+pub struct FamilyEntry {
+    pub slug: String,
+    pub member_slugs: Vec<String>,
+    pub report: FamilyReport,
+}
+
+/// The family page for `family`.
+pub fn render_family_page(
+    r: &mut Renderer,
+    family: &FamilyEntry,
+    pages: &[Page],
+    site_title: &str,
+) -> Result<String, SiteError> {
+    let root = root_for(2);
+    let json = inline::json_for_script(&family.report.to_json()?);
+    r.render(
+        "family.html",
+        context! {
+            site_title => site_title,
+            root => root,
+            nav => nav(pages, &root),
+            family => Value::from_serialize(&family.report),
+            report_json => Value::from_safe_string(json),
+        },
+    )
+}
+
 /// The model page for `entry`.
 pub fn render_model_page(
     r: &mut Renderer,
     entry: &ModelEntry,
     pages: &[Page],
     site_title: &str,
+) -> Result<String, SiteError> {
+    render_model_page_with(r, entry, pages, site_title, None)
+}
+
+/// The model page, linking to its family page (`(name, href)`) if it has one.
+fn render_model_page_with(
+    r: &mut Renderer,
+    entry: &ModelEntry,
+    pages: &[Page],
+    site_title: &str,
+    family: Option<(&str, String)>,
 ) -> Result<String, SiteError> {
     let root = root_for(1);
     let json = inline::json_for_script(&entry.report.to_json()?);
@@ -233,6 +275,7 @@ pub fn render_model_page(
             report_json => Value::from_safe_string(json),
             explanations => explanations,
             generator => entry.report.generator,
+            family => family.map(|(name, href)| context! { name => name, href => href }),
         },
     )
 }
@@ -282,12 +325,42 @@ impl Site {
     /// Renders every page into a staging folder and swaps it in; a failure
     /// leaves the previous site as it was. `start` is when the build began.
     pub fn write(&self, entries: &[ModelEntry], start: Instant) -> Result<BuildSummary, SiteError> {
+        self.write_with_families(entries, &[], start)
+    }
+
+    /// [`Site::write`] with family pages (`families/<slug>/index.html`),
+    /// linked from the index and from each member's page.
+    pub fn write_with_families(
+        &self,
+        entries: &[ModelEntry],
+        families: &[FamilyEntry],
+        start: Instant,
+    ) -> Result<BuildSummary, SiteError> {
         let (pages, title) = (&self.pages, &self.title);
         let mut renderer = Renderer::new(&self.theme);
         let staging = Staging::new(&self.out)?;
         let mut models = Vec::new();
+        let mut other = Vec::new();
+        for family in families {
+            let html = render_family_page(&mut renderer, family, pages, title)?;
+            let path = format!("families/{}/index.html", family.slug);
+            staging.write(&path, html.as_bytes())?;
+            other.push(WrittenPage {
+                path,
+                bytes: html.len(),
+            });
+        }
         for entry in entries {
-            let html = render_model_page(&mut renderer, entry, pages, title)?;
+            let family = families
+                .iter()
+                .find(|f| f.member_slugs.contains(&entry.slug))
+                .map(|f| {
+                    (
+                        f.report.name.as_str(),
+                        format!("../families/{}/index.html", f.slug),
+                    )
+                });
+            let html = render_model_page_with(&mut renderer, entry, pages, title, family)?;
             let path = format!("{}/index.html", entry.slug);
             staging.write(&path, html.as_bytes())?;
             models.push(WrittenPage {
@@ -296,7 +369,6 @@ impl Site {
             });
         }
 
-        let mut other = Vec::new();
         let index = renderer.render(
             "index.html",
             context! {
@@ -304,6 +376,11 @@ impl Site {
                 root => "",
                 nav => nav(pages, ""),
                 cards => entries.iter().map(card).collect::<Vec<_>>(),
+                families => families.iter().map(|f| context! {
+                    name => f.report.name,
+                    href => format!("families/{}/index.html", f.slug),
+                    members => f.report.members.len(),
+                }).collect::<Vec<_>>(),
             },
         )?;
         staging.write("index.html", index.as_bytes())?;

@@ -4,6 +4,7 @@
 
 mod behaviour;
 mod embeddings;
+mod family;
 mod graphistry;
 mod harness;
 #[path = "../http_mock/mod.rs"]

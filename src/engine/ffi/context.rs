@@ -48,6 +48,14 @@ pub struct ContextParams {
 pub trait EvalObserver {
     /// Whether the observer wants to see the node named `name` once computed.
     fn wants(&mut self, name: &str) -> bool;
+    /// Whether the observer wants `node` once computed, asked before it is
+    /// computed (its sources are known, its data is not). By default the
+    /// name alone decides ([`EvalObserver::wants`]); observers that choose
+    /// by operation (every matrix product, for the importance matrix)
+    /// override it.
+    fn wants_node(&mut self, node: &ObservedTensor<'_>) -> bool {
+        self.wants(node.name())
+    }
     /// Receives a wanted node, computed. Returning `false` stops the graph.
     fn observe(&mut self, tensor: &mut ObservedTensor<'_>) -> bool;
 }
@@ -284,7 +292,7 @@ unsafe extern "C" fn eval_trampoline(
             _borrow: PhantomData,
         };
         if ask {
-            observer.wants(tensor.name())
+            observer.wants_node(&tensor)
         } else {
             observer.observe(&mut tensor)
         }
@@ -335,6 +343,28 @@ impl ObservedTensor<'_> {
     /// Elements per dimension, ggml order (`ne[0]` is contiguous).
     pub fn ne(&self) -> [i64; 4] {
         self.raw().ne
+    }
+
+    /// Whether the node is a matrix product (`GGML_OP_MUL_MAT`): source 0 is
+    /// the weight, source 1 the activations (one row per token).
+    pub fn is_mul_mat(&self) -> bool {
+        self.raw().op == sys::GGML_OP_MUL_MAT
+    }
+
+    /// Source `i` of the node (an operand of its operation), if it has one.
+    /// Sources are computed before the node, so their data can be read when
+    /// the node is observed.
+    pub fn source(&self, i: usize) -> Option<ObservedTensor<'_>> {
+        let t = NonNull::new(*self.raw().src.get(i)?)?;
+        Some(ObservedTensor {
+            t,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// Whether the data is dense f32 that [`ObservedTensor::read`] can copy.
+    pub fn is_dense_f32(&self) -> bool {
+        self.check_f32().is_ok()
     }
 
     /// Number of elements.

@@ -1,6 +1,6 @@
 //! The safe wrapper around llama.cpp: the only module of ggviz's engine
 //! with `unsafe` (split by what it wraps: [`model`], [`context`], [`ggml`],
-//! [`matmul`]).
+//! [`matmul`], [`quantize`]).
 //!
 //! It covers exactly what the engine needs and no more: backend start-up with
 //! llama.cpp's log routed into `tracing`, model load (memory-mapped), vocab
@@ -20,6 +20,7 @@ pub mod context;
 pub mod ggml;
 pub mod matmul;
 pub mod model;
+pub mod quantize;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
