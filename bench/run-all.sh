@@ -8,6 +8,10 @@ echo "== inspect --json vs the PyPI gguf reader"
 python3 bench/inspect_vs_gguf_py.py
 echo "== capture overhead (128-token prompt, 2 threads)"
 GGVIZ_BENCH_RUNS=${GGVIZ_BENCH_RUNS:-9} cargo bench --quiet --bench capture_overhead
+echo "== capture overhead on every synthetic architecture and a 262,144-token vocabulary"
+GGVIZ_BENCH_RUNS=${GGVIZ_BENCH_RUNS:-5} cargo bench --quiet --bench capture_archs
+echo "== the capture pass on a busy machine (quiet vs two CPU-bound processes)"
+python3 bench/busy_machine.py
 echo "== logit lens product: ggml on the analytics device vs f32 sgemm"
 MATMUL_NUM_THREADS=2 GGVIZ_BENCH_RUNS=${GGVIZ_BENCH_RUNS:-9} cargo bench --quiet --bench lens_product
 echo "== peak memory of ggviz run"
