@@ -532,6 +532,12 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
 }
 
 fn run_serve(args: &ServeArgs, verbose: u8) -> anyhow::Result<()> {
+    if args.build.graphistry.is_some() {
+        anyhow::bail!(
+            "ggviz serve does not upload to Graphistry (every rebuild would upload again); \
+             publish with `ggviz build --graphistry`"
+        );
+    }
     let bind = std::net::SocketAddr::new(args.bind, args.port);
     if !args.bind.is_loopback() {
         eprintln!("warning: listening on {bind}: other machines on the network can read the site");
@@ -541,6 +547,11 @@ fn run_serve(args: &ServeArgs, verbose: u8) -> anyhow::Result<()> {
         overrides: args.build.overrides(),
         bind,
         isolation: isolation(&args.build.engine, verbose)?,
+        embeddings: if args.build.no_embeddings {
+            None
+        } else {
+            Some(embedding_options(args.build.analogies.as_deref())?)
+        },
     };
     let log = std::sync::Arc::new(|line: String| eprintln!("{line}"));
     let server = serve::start(opts, log).context("cannot serve the site")?;

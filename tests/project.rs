@@ -225,6 +225,7 @@ fn serve_writes_what_build_writes_and_adds_live_reload_only_on_the_wire() {
                 exe: env!("CARGO_BIN_EXE_ggviz").into(),
                 args: Vec::new(),
             }),
+            embeddings: Some(Default::default()),
         },
         Arc::new(|_| {}),
     )
@@ -325,5 +326,20 @@ fn a_content_edit_re_renders_without_running_the_model_again() {
         fourth.analysed,
         vec!["synthetic".to_owned()],
         "settings changed"
+    );
+}
+
+#[test]
+fn serve_refuses_to_upload_to_graphistry_on_every_rebuild() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .args(["serve", "--graphistry", "--port", "0", "missing.gguf"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not upload to Graphistry")
+            && stderr.contains("ggviz build --graphistry"),
+        "{stderr}"
     );
 }

@@ -35,6 +35,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use tokio::sync::broadcast;
 
+use crate::analysis::embeddings::EmbeddingOptions;
 use crate::config::{self, ConfigError, Overrides, Project, Resolved};
 use crate::fetch::{self, FetchError};
 use crate::pipeline::{self, InferenceOptions, PipelineError};
@@ -61,6 +62,9 @@ pub struct ServeOptions {
     pub bind: SocketAddr,
     /// Where llama.cpp's work runs (the CLI: a worker process).
     pub isolation: Isolation,
+    /// The embeddings view's analysis (`--no-embeddings`: `None`,
+    /// `--analogies FILE` read into it).
+    pub embeddings: Option<EmbeddingOptions>,
 }
 
 /// Why serving failed.
@@ -142,6 +146,7 @@ pub struct Rebuilder {
     config: Option<PathBuf>,
     overrides: Overrides,
     isolation: Isolation,
+    embeddings: Option<EmbeddingOptions>,
     cache: HashMap<CacheKey, ModelEntry>,
 }
 
@@ -153,6 +158,7 @@ impl Rebuilder {
             config,
             overrides,
             isolation: Isolation::InProcess,
+            embeddings: Some(EmbeddingOptions::default()),
             cache: HashMap::new(),
         }
     }
@@ -164,12 +170,19 @@ impl Rebuilder {
         self
     }
 
+    /// Analyses the embeddings with `options` (`None`: no embeddings view).
+    pub fn with_embeddings(mut self, options: Option<EmbeddingOptions>) -> Rebuilder {
+        self.embeddings = options;
+        self
+    }
+
     /// Reads the project file again and builds the site.
     pub fn rebuild(&mut self, progress: &ProgressBar) -> Result<Rebuilt, ServeError> {
         let start = Instant::now();
         let project = Project::discover(self.config.as_deref())?;
         let mut resolved = config::resolve(project.as_ref(), &self.overrides)?;
         resolved.pipeline.isolation = self.isolation.clone();
+        resolved.pipeline.embeddings = self.embeddings.clone();
         for model in &mut resolved.pipeline.site.models {
             *model = fetch::resolve_model_path(model)?;
         }
@@ -362,7 +375,8 @@ pub fn start(
     log: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<Server, ServeError> {
     let mut rebuilder = Rebuilder::new(opts.config.clone(), opts.overrides.clone())
-        .with_isolation(opts.isolation.clone());
+        .with_isolation(opts.isolation.clone())
+        .with_embeddings(opts.embeddings.clone());
     let progress = ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let first = rebuilder.rebuild(&progress);

@@ -60,6 +60,7 @@ async fn a_content_edit_reloads_the_open_page_within_a_second() {
             overrides: Overrides::default(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             isolation: Default::default(),
+            embeddings: Some(Default::default()),
         },
         Arc::new(|line| eprintln!("serve: {line}")),
     )
