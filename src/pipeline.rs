@@ -303,9 +303,16 @@ pub fn analyse_model(
     // ggml dequantizes and multiplies, so they run where llama.cpp does.
     let mut candidates = Vec::new();
     if let Some(options) = &opts.embeddings {
+        // The neighbour search's product runs on the analytics device.
+        let mut options = options.clone();
+        if let Some(inference) = &opts.inference {
+            options.device = inference
+                .analytics_device
+                .unwrap_or(inference.session.device);
+        }
         let Output::Embeddings(section, stages) = run(&Job::Embeddings {
             path: path.to_owned(),
-            options: options.clone(),
+            options,
         })?
         else {
             return Err(unexpected());

@@ -131,7 +131,7 @@ pub struct MatrixSection {
     /// GGUF tensor name.
     pub name: String,
     pub label: String,
-    /// `exact`, or `reduced` (candidates from the reduced space, re-ranked).
+    /// How the neighbours were found ([`crate::analysis::embeddings::neighbours::Method::name`]).
     pub method: String,
     pub k: usize,
     /// Recall@k of `neighbours` against an exact search on
@@ -191,7 +191,7 @@ impl MatrixSection {
         MatrixSection {
             name: a.name.clone(),
             label: label.to_owned(),
-            method: a.method.to_owned(),
+            method: a.method.name().to_owned(),
             k: a.neighbours.k,
             recall: a.recall.0,
             recall_sample: a.recall.1,

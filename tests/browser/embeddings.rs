@@ -214,11 +214,9 @@ async fn fps_orbit_262144_tokens() {
         },
         inference: None,
         // The synthetic rows are noise in 64 dimensions: a few reduced
-        // dimensions give candidates as good as any, and keep the
-        // quadratic candidate scan to minutes on two cores.
+        // dimensions are enough for its clusters.
         embeddings: Some(ggviz::analysis::embeddings::EmbeddingOptions {
             reduced_dims: 4,
-            candidates: 16,
             ..Default::default()
         }),
         ..Default::default()

@@ -10,6 +10,7 @@
 
 pub mod analogies;
 pub mod clusters;
+pub mod int8;
 pub mod matrix;
 pub mod neighbours;
 pub mod projection;
@@ -18,6 +19,7 @@ pub mod undertrained;
 
 use std::time::Instant;
 
+use crate::engine::Device;
 use crate::gguf::GgufModel;
 use crate::report::embeddings::{EmbeddingsSection, MatrixSection};
 
@@ -30,12 +32,13 @@ use tokens::Vocabulary;
 pub struct EmbeddingOptions {
     /// Neighbours per token.
     pub k: usize,
-    /// Dimensions of the reduced space where candidates are found.
+    /// Dimensions of the reduced space the clusters and the page's free
+    /// analogies work in.
     pub reduced_dims: usize,
-    /// Candidates per token re-ranked with the full vectors.
-    pub candidates: usize,
-    /// Vocabularies up to this size get the exact search.
-    pub exact_limit: usize,
+    /// The analytics device: where the neighbour search's product runs when
+    /// it is not the CPU's 8-bit kernel (see [`neighbours::search`]).
+    #[serde(default)]
+    pub device: Device,
     /// k-means groups.
     pub clusters: usize,
     /// Tokens the projection-quality figure is averaged over (all when the
@@ -54,11 +57,10 @@ impl Default for EmbeddingOptions {
         EmbeddingOptions {
             k: 10,
             reduced_dims: 64,
-            candidates: 64,
-            exact_limit: neighbours::EXACT_LIMIT,
+            device: Device::Cpu,
             clusters: 16,
             quality_sample: 2000,
-            recall_sample: 200,
+            recall_sample: 1000,
             analogy_subset: 2048,
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
                 .unwrap_or_default(),
@@ -88,8 +90,8 @@ pub struct MatrixAnalysis {
     pub name: String,
     pub norms: Vec<f32>,
     pub neighbours: neighbours::Neighbours,
-    /// `exact` or `reduced`.
-    pub method: &'static str,
+    /// How the neighbours were found.
+    pub method: neighbours::Method,
     /// Recall@k of the neighbours against an exact search on a sample of
     /// tokens (1 for the exact search), and the sample's size.
     pub recall: (f32, usize),
@@ -116,40 +118,23 @@ pub fn analyse_matrix(
     let reduced = basis.project(&unit);
     timings.push(("reduce", ms(t)));
     let t = Instant::now();
-    let (nb, method) = if m.n_rows <= opts.exact_limit {
-        (neighbours::exact(&unit, opts.k), "exact")
-    } else {
-        (
-            neighbours::reranked(&unit, &reduced, opts.k, opts.candidates),
-            "reduced",
-        )
-    };
-    // The reduced search's recall, measured on a sample against the exact
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (nb, method) = neighbours::search(&unit, opts.k, opts.device, threads)?;
+    timings.push(("neighbours", ms(t)));
+    // The search's recall, measured on a sample against an exact f32
     // search (a few GFLOP), so the page can say how far to trust it.
-    let recall = if method == "exact" {
+    let t = Instant::now();
+    let recall = if method == neighbours::Method::Exact {
         (1.0, m.n_rows)
     } else {
         let sample = projection::sample(m.n_rows, opts.recall_sample);
-        let rows: Vec<f32> = sample.iter().flat_map(|&i| unit.row(i).to_vec()).collect();
-        let queries = Matrix::new(sample.len(), unit.dim, rows)
-            .ok_or_else(|| EmbeddingError::Analysis("recall sample shape".into()))?;
-        let truth = neighbours::top_k_by_dot(&queries, &unit, opts.k + 1, false);
-        let mut hits = 0;
-        for (q, &i) in sample.iter().enumerate() {
-            let found = nb.of(i);
-            hits += truth[q]
-                .iter()
-                .filter(|&&(_, j)| j as usize != i)
-                .take(opts.k)
-                .filter(|(_, j)| found.contains(j))
-                .count();
-        }
+        let truth = neighbours::exact_for(&unit, &sample, opts.k);
         (
-            hits as f32 / (sample.len() * opts.k).max(1) as f32,
+            neighbours::recall(&nb, &truth, &sample) as f32,
             sample.len(),
         )
     };
-    timings.push(("neighbours", ms(t)));
+    timings.push(("recall", ms(t)));
     let t = Instant::now();
     let layout = projection::pca(m, 3, true)?;
     let coords = layout.project(m);

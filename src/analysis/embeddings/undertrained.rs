@@ -107,6 +107,50 @@ pub fn indicator(embd: &Matrix, vocab: &Vocabulary, tied: bool) -> Undertrained 
 /// forward pass, and 200 took 344 s in a debug build on the busy 2-core VM.
 pub const VERIFY_DEFAULT: usize = 32;
 
+/// Repetition prompts decoded together, as sequences of one batch.
+pub const VERIFY_BATCH: usize = 32;
+
+/// The repetition prompt around a candidate, tokenized once.
+struct PromptParts {
+    head: Vec<TokenId>,
+    mid: Vec<TokenId>,
+    tail: Vec<TokenId>,
+}
+
+impl PromptParts {
+    fn new(session: &Session) -> Result<PromptParts, EngineError> {
+        let bos = session.bos();
+        let ids = |text: &str, keep_bos: bool| -> Result<Vec<TokenId>, EngineError> {
+            Ok(session
+                .tokenize(text)?
+                .iter()
+                .map(|t| t.id)
+                .filter(|&id| keep_bos || Some(id) != bos)
+                .collect())
+        };
+        Ok(PromptParts {
+            head: ids("Please repeat the string: \"", true)?,
+            mid: ids("\"\nString: \"", false)?,
+            tail: ids("\"\nRepeat: \"", false)?,
+        })
+    }
+
+    fn with(&self, candidate: u32) -> Vec<TokenId> {
+        let id = candidate as TokenId;
+        let mut ids = self.head.clone();
+        ids.push(id);
+        ids.extend(&self.mid);
+        ids.push(id);
+        ids.extend(&self.tail);
+        ids
+    }
+}
+
+/// The repetition prompt [`verify`] asks about `candidate` with.
+pub fn prompt(session: &Session, candidate: u32) -> Result<Vec<TokenId>, EngineError> {
+    Ok(PromptParts::new(session)?.with(candidate))
+}
+
 /// A token counts as confirmed when the model, asked to repeat it, gives
 /// it less than this probability.
 pub const CONFIRM_BELOW: f32 = 0.01;
@@ -115,36 +159,22 @@ pub const CONFIRM_BELOW: f32 = 0.01;
 /// (the repetition prompt of Land & Bartolo: the token between quotes,
 /// twice, then an open quote), in candidate order.
 pub fn verify(session: &mut Session, candidates: &[u32]) -> Result<Vec<f32>, EngineError> {
-    let head = session.tokenize("Please repeat the string: \"")?;
-    let mid = session.tokenize("\"\nString: \"")?;
-    let tail = session.tokenize("\"\nRepeat: \"")?;
-    let skip_bos = |v: &[crate::engine::Token]| -> Vec<TokenId> {
-        let bos = session.bos();
-        v.iter()
-            .map(|t| t.id)
-            .filter(|&id| Some(id) != bos)
-            .collect()
-    };
-    let (head_ids, mid_ids, tail_ids) = (
-        head.iter().map(|t| t.id).collect::<Vec<_>>(),
-        skip_bos(&mid),
-        skip_bos(&tail),
-    );
-    let n_vocab = session.dims(1).n_vocab;
+    let parts = PromptParts::new(session)?;
+    let prompts: Vec<Vec<TokenId>> = candidates.iter().map(|&c| parts.with(c)).collect();
+    // The prompts are independent sequences of one batch: 32 of them cost
+    // about what one prompt costs alone on a CPU.
     let mut probs = Vec::with_capacity(candidates.len());
-    for &c in candidates {
-        let id = c as TokenId;
-        let mut ids = head_ids.clone();
-        ids.push(id);
-        ids.extend(&mid_ids);
-        ids.push(id);
-        ids.extend(&tail_ids);
-        let logits = session.logits(&ids)?;
-        let last = &logits.data[logits.data.len() - n_vocab..];
-        let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = last.iter().map(|&l| (l - max).exp()).sum();
-        let p = last.get(c as usize).map_or(0.0, |&l| (l - max).exp() / sum);
-        probs.push(p);
+    for (chunk, ids) in candidates
+        .chunks(VERIFY_BATCH)
+        .zip(prompts.chunks(VERIFY_BATCH))
+    {
+        let seqs: Vec<&[TokenId]> = ids.iter().map(Vec::as_slice).collect();
+        for (&c, last) in chunk.iter().zip(session.last_logits(&seqs)?) {
+            let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = last.iter().map(|&l| (l - max).exp()).sum();
+            let p = last.get(c as usize).map_or(0.0, |&l| (l - max).exp() / sum);
+            probs.push(p);
+        }
     }
     Ok(probs)
 }

@@ -292,7 +292,7 @@ void main() {
       const id = X.nb[t * k + j];
       ol.append(GG.el('li', {}, tokenChip(id, sim(X.sims[t * k + j]).toFixed(3))));
     }
-    info.append(GG.el('h4', { text: `${k} nearest by cosine (${X.m.method === 'exact' ? 'exact' : `approximate: recall@${k} ${GG.fmtPct(X.m.recall)} on ${X.m.recall_sample} sampled tokens`})` }), ol);
+    info.append(GG.el('h4', { text: `${k} nearest by cosine (${X.m.method === 'exact' ? 'exact' : `${X.m.method}: recall@${k} ${GG.fmtPct(X.m.recall)} against an exact search on ${X.m.recall_sample} sampled tokens`})` }), ol);
     const occ = occurrences(t);
     if (occ.length) {
       info.append(GG.el('h4', { text: 'In the prompts' }), ...occ.slice(0, 6).map(([p, at, name]) =>
