@@ -160,7 +160,7 @@ fn batched_verification_matches_one_prompt_at_a_time() {
         ..Default::default()
     };
     let mut session =
-        ggviz::engine::Session::load(&common::smollm2(), options).expect("the demo model loads");
+        ggviz::engine::Session::load(common::smollm2(), options).expect("the demo model loads");
     // Two ordinary words, two byte tokens, two from the far end.
     let ids = [1_000u32, 5_000, 60, 200, 49_000, 49_100];
     let start = std::time::Instant::now();
