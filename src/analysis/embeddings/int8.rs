@@ -310,20 +310,8 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::super::matrix::dot;
+    use super::super::neighbours::tests::random_unit;
     use super::*;
-
-    fn random_unit(n: usize, dim: usize, seed: u64) -> Matrix {
-        let mut x = seed | 1;
-        let data = (0..n * dim)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        Matrix::new(n, dim, data).unwrap().unit_rows()
-    }
 
     #[test]
     fn the_estimates_are_close_and_every_pair_is_seen_from_both_sides() {

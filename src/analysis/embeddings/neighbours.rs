@@ -370,10 +370,11 @@ pub fn exact_for(unit: &Matrix, tokens: &[usize], k: usize) -> Neighbours {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn random_unit(n: usize, dim: usize, seed: u64) -> Matrix {
+    /// `n` random unit rows, deterministic for `seed`.
+    pub(crate) fn random_unit(n: usize, dim: usize, seed: u64) -> Matrix {
         let mut x = seed | 1;
         let data = (0..n * dim)
             .map(|_| {
