@@ -43,12 +43,6 @@ fn build_page(model: &Path, out: &Path) -> (u64, EmbeddingsSection) {
     (std::fs::metadata(&page).expect("page").len(), section)
 }
 
-fn u16s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(2)
-        .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-        .collect()
-}
-
 #[test]
 fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     let dir = tempfile::tempdir().expect("dir");
@@ -59,7 +53,7 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     assert!(e.tied);
     let m = &e.matrices[0];
     assert_eq!(m.method, "reduced");
-    let found = u16s(&m.neighbours.inflate());
+    let found = m.neighbour_ids();
     assert_eq!(found.len(), 49152 * 10);
 
     // Exact neighbours of 1,000 tokens spread over the vocabulary, by brute
@@ -102,6 +96,19 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
 
     // The page holds the rest of the view's data.
     assert!(m.quality.pca3 > 0.0 && m.quality.pca3 <= 1.0);
+    // UMAP keeps far more of the neighbours than PCA's three axes do.
+    let (u3, u2) = (
+        m.quality.umap3.expect("umap"),
+        m.quality.umap2.expect("umap"),
+    );
+    eprintln!(
+        "kNN preservation: PCA 3D {:.3} 2D {:.3}, UMAP 3D {u3:.3} 2D {u2:.3}",
+        m.quality.pca3, m.quality.pca2
+    );
+    assert!(u3 > m.quality.pca3 && u2 > m.quality.pca2);
+    let umap = m.umap.as_ref().expect("umap layouts");
+    assert_eq!((umap.coords3.len(), umap.coords2.len()), (3, 2));
+    assert_eq!(umap.coords3[0].dequantize().len(), 49152);
     assert!(m.explained.iter().sum::<f32>() < 1.0);
     assert!(!m.clusters.is_empty());
     assert!(e.analogies.results.len() >= 20);

@@ -14,6 +14,7 @@ pub mod matrix;
 pub mod neighbours;
 pub mod projection;
 pub mod tokens;
+pub mod umap;
 pub mod undertrained;
 
 use std::time::Instant;
@@ -47,6 +48,13 @@ pub struct EmbeddingOptions {
     pub analogy_subset: usize,
     pub analogies: Vec<Quadruple>,
     pub seed: u64,
+    /// The UMAP layouts; `None` leaves them out (PCA only).
+    #[serde(default = "default_umap")]
+    pub umap: Option<umap::UmapOptions>,
+}
+
+fn default_umap() -> Option<umap::UmapOptions> {
+    Some(umap::UmapOptions::default())
 }
 
 impl Default for EmbeddingOptions {
@@ -63,6 +71,7 @@ impl Default for EmbeddingOptions {
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
                 .unwrap_or_default(),
             seed: 0x6776,
+            umap: default_umap(),
         }
     }
 }
@@ -98,9 +107,23 @@ pub struct MatrixAnalysis {
     /// kNN preservation @k of the 3D and 2D PCA layouts.
     pub quality: [f32; 2],
     pub quality_sample: usize,
+    /// UMAP of the neighbour graph, 3D and 2D, when asked for.
+    pub umap: Option<UmapLayouts>,
     pub clusters: clusters::Clusters,
     /// Reduced unit rows (the candidate space), kept for free analogies.
     pub reduced: Matrix,
+}
+
+/// The UMAP layouts of one matrix and their faithfulness.
+#[derive(Debug, Clone)]
+pub struct UmapLayouts {
+    /// `n × 3`.
+    pub three: Matrix,
+    /// `n × 2`.
+    pub two: Matrix,
+    /// kNN preservation @k of the 3D and 2D layouts (same sample as PCA's).
+    pub quality: [f32; 2],
+    pub epochs: usize,
 }
 
 /// Analyses one embedding matrix.
@@ -159,6 +182,26 @@ pub fn analyse_matrix(
         projection::knn_preservation(&coords, 2, &nb, &sample),
     ];
     timings.push(("projection", ms(t)));
+    let umap = match &opts.umap {
+        Some(u) => {
+            let t = Instant::now();
+            let (three, two) = umap::layouts(&nb, &coords, u);
+            timings.push(("umap", ms(t)));
+            let t = Instant::now();
+            let quality = [
+                projection::knn_preservation(&three, 3, &nb, &sample),
+                projection::knn_preservation(&two, 2, &nb, &sample),
+            ];
+            timings.push(("umap quality", ms(t)));
+            Some(UmapLayouts {
+                three,
+                two,
+                quality,
+                epochs: u.epochs.unwrap_or_else(|| umap::default_epochs(m.n_rows)),
+            })
+        }
+        None => None,
+    };
     let t = Instant::now();
     let clusters = clusters::kmeans(&reduced, opts.clusters, opts.seed, 8)?;
     timings.push(("clusters", ms(t)));
@@ -173,6 +216,7 @@ pub fn analyse_matrix(
             explained: layout.explained,
             quality,
             quality_sample: sample.len(),
+            umap,
             clusters,
             reduced,
         },
