@@ -190,3 +190,73 @@ fn recall_by_reduced_width_and_candidates() {
         }
     }
 }
+
+/// A tied synthetic model marks no token unused (token_type 5): the
+/// under-trained indicator's reference set is then the tokens whose
+/// decode→encode round trip through llama.cpp does not give them back.
+#[test]
+fn tied_model_without_unused_marks_uses_the_round_trip() {
+    use ggviz::analysis::embeddings::tokens::Vocabulary;
+    use ggviz::analysis::embeddings::undertrained::Indicator;
+    use ggviz::engine::ffi::Model;
+    let dir = tempfile::tempdir().expect("dir");
+    let m = SyntheticModel {
+        tied_embeddings: true,
+        ..SyntheticModel::default()
+    };
+    let path = dir.path().join("tied.gguf");
+    std::fs::write(&path, m.writer().to_bytes()).expect("model");
+    let gguf = GgufModel::open(&path).expect("model");
+    assert!(embeddings::needs_round_trip(&gguf));
+    let model = Model::load_vocab(&path).expect("vocabulary-only load");
+    let vocab = Vocabulary::from_gguf(&gguf, m.n_vocab() as usize);
+    let failed = undertrained::round_trip_failures(&model, &vocab);
+    // Checked by hand, token by token, against the same tokenizer.
+    let mut expected = Vec::new();
+    for i in 0..vocab.pieces.len() {
+        if !vocab.reachable(i) {
+            continue;
+        }
+        let id = i as i32;
+        let text = model.detokenize(&[id], false, false);
+        let back = text.map(|t| model.tokenize(&t, false, false).expect("tokenize"));
+        if back.map_or(true, |b| b != [id]) {
+            expected.push(i as u32);
+        }
+    }
+    eprintln!(
+        "round-trip failures: {:?}",
+        failed
+            .iter()
+            .map(|&i| &vocab.pieces[i as usize])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(failed, expected);
+    assert!(!failed.is_empty(), "the lone `▁` piece does not come back");
+    // Whole words do come back.
+    let paris = vocab
+        .pieces
+        .iter()
+        .position(|p| p == " Paris")
+        .expect("Paris");
+    assert!(!failed.contains(&(paris as u32)));
+    // The build uses them as the reference set and says so.
+    let (e, _) = pipeline::analyse_embeddings(&path, &EmbeddingOptions::default())
+        .expect("embeddings stage");
+    assert_eq!(e.undertrained.indicator, Indicator::UnusedDistance);
+    assert!(
+        e.undertrained
+            .notes
+            .iter()
+            .any(|n| n.contains("round trip")),
+        "{:?}",
+        e.undertrained.notes
+    );
+    assert!(
+        e.undertrained
+            .candidates
+            .iter()
+            .all(|c| !failed.contains(&c.id)),
+        "reference tokens are not candidates"
+    );
+}

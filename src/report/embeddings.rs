@@ -11,7 +11,6 @@
 //! `docs/report.md`. The section derives `Deserialize` too: it crosses the
 //! pipe from the engine worker.
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::DType;
@@ -21,7 +20,7 @@ use crate::analysis::embeddings::matrix::Matrix;
 use crate::analysis::embeddings::tokens::{SCRIPTS, Vocabulary};
 use crate::analysis::embeddings::undertrained::{CONFIRM_BELOW, Indicator, Undertrained};
 
-/// A typed array, raw-deflated, then base64:
+/// A typed array, raw-deflated, then written in [`base85`]:
 /// `{"dtype": "u16", "len": n, "deflate": "…"}`. Multi-byte values are
 /// laid out in byte planes before deflate: every value's low byte, then
 /// every value's next byte, and so on (little-endian within a value once
@@ -40,7 +39,7 @@ impl Deflated {
         Deflated {
             dtype,
             len,
-            deflate: base64::engine::general_purpose::STANDARD.encode(packed),
+            deflate: base85::encode(&packed),
         }
     }
 
@@ -82,9 +81,7 @@ impl Deflated {
 
     /// The bytes before compression (still in byte planes).
     pub fn inflate(&self) -> Vec<u8> {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&self.deflate)
-            .unwrap_or_default();
+        let raw = base85::decode(&self.deflate).unwrap_or_default();
         miniz_oxide::inflate::decompress_to_vec(&raw).unwrap_or_default()
     }
 
@@ -107,6 +104,65 @@ impl Deflated {
                 })
             })
             .collect()
+    }
+}
+
+/// Bytes as text in a JSON string inside the page's `<script>` block, 4
+/// bytes to 5 characters (base64 takes 3 to 4: a sixteenth less text).
+/// Each 4-byte group, read big-endian, is written as 5 base-85 digits, most
+/// significant first, in [`base85::ALPHABET`] (printable ASCII without
+/// `"`, `\`, `'`, `<`, `>`, `&`, space, `` ` ``, `}` and `~`, so nothing needs
+/// escaping);
+/// a last group of 1–3 bytes is padded with zeros and written as its first
+/// 2–4 digits (the decoder pads it with the last digit and keeps as many
+/// bytes), as Ascii85 does.
+pub mod base85 {
+    pub const ALPHABET: &[u8; 85] =
+        b"!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|";
+
+    pub fn encode(b: &[u8]) -> String {
+        let mut out = Vec::with_capacity(b.len().div_ceil(4) * 5);
+        for chunk in b.chunks(4) {
+            let mut g = [0u8; 4];
+            g[..chunk.len()].copy_from_slice(chunk);
+            let mut v = u32::from_be_bytes(g);
+            let mut digits = [0u8; 5];
+            for d in digits.iter_mut().rev() {
+                *d = ALPHABET[(v % 85) as usize];
+                v /= 85;
+            }
+            out.extend_from_slice(&digits[..chunk.len() + 1]);
+        }
+        out.into_iter().map(char::from).collect()
+    }
+
+    /// `None` for a character outside the alphabet or a lone last digit.
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let mut index = [u8::MAX; 128];
+        for (i, &c) in ALPHABET.iter().enumerate() {
+            index[c as usize] = i as u8;
+        }
+        let s = s.as_bytes();
+        let mut out = Vec::with_capacity(s.len() / 5 * 4 + 4);
+        for chunk in s.chunks(5) {
+            if chunk.len() < 2 {
+                return None;
+            }
+            let mut v: u64 = 0;
+            for k in 0..5 {
+                let d = match chunk.get(k) {
+                    Some(&c) => *index.get(c as usize)?,
+                    None => 84,
+                };
+                if d == u8::MAX {
+                    return None;
+                }
+                v = v * 85 + u64::from(d);
+            }
+            let v = u32::try_from(v).ok()?;
+            out.extend_from_slice(&v.to_be_bytes()[..chunk.len() - 1]);
+        }
+        Some(out)
     }
 }
 
@@ -170,6 +226,9 @@ impl Quantized {
 /// every bit costs almost a bit on the page).
 const PCA_BITS: u8 = 11;
 const UMAP_BITS: u8 = 10;
+/// Row norms size and colour the points, and the tooltip shows them to
+/// 1/4,095 of their range.
+const NORM_BITS: u8 = 12;
 
 fn axes(m: &Matrix, bits: u8) -> Vec<Quantized> {
     (0..m.dim)
@@ -321,7 +380,7 @@ impl MatrixSection {
                 coords2: axes(&u.two, UMAP_BITS),
                 epochs: u.epochs,
             }),
-            norms: Quantized::new(&a.norms),
+            norms: Quantized::with_bits(&a.norms, NORM_BITS),
             cluster,
             clusters: a
                 .clusters
@@ -561,6 +620,19 @@ mod tests {
         let q = Quantized::with_bits(&[0.0, 1.0], 8);
         assert_eq!(q.q.dtype, DType::U8);
         assert_eq!(q.q.values(), [0, 255]);
+    }
+
+    #[test]
+    fn base85_round_trips_every_tail_length() {
+        for n in 0..12usize {
+            let b: Vec<u8> = (0..n).map(|i| (i * 97 + 255) as u8).collect();
+            let s = base85::encode(&b);
+            assert_eq!(s.len(), n / 4 * 5 + if n % 4 > 0 { n % 4 + 1 } else { 0 });
+            assert!(!s.contains(['"', '\\', '<', '>', '&', '\'']), "{s}");
+            assert_eq!(base85::decode(&s).as_deref(), Some(&b[..]), "{n} bytes");
+        }
+        assert_eq!(base85::encode(&[255; 4]), "z;]0!");
+        assert_eq!(base85::decode("\"bad"), None);
     }
 
     #[test]

@@ -233,6 +233,28 @@ pub fn analyse(
     gguf: &GgufModel,
     opts: &EmbeddingOptions,
 ) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
+    analyse_with(gguf, opts, None)
+}
+
+/// Whether the under-trained indicator needs the decode→encode round trip:
+/// a tied model (no `output.weight`) whose file marks no token unused.
+pub fn needs_round_trip(gguf: &GgufModel) -> bool {
+    let n = gguf
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map_or(0, |a| a.len());
+    let vocab = Vocabulary::from_gguf(gguf, n);
+    gguf.tensor("output.weight").is_none() && !vocab.types.contains(&tokens::token_type::UNUSED)
+}
+
+/// [`analyse`], with the tokens whose decode→encode round trip fails
+/// ([`undertrained::round_trip_failures`]) when the caller could compute
+/// them (it needs llama.cpp's tokenizer).
+pub fn analyse_with(
+    gguf: &GgufModel,
+    opts: &EmbeddingOptions,
+    round_trip: Option<&[u32]>,
+) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
     let mut timings = Timings::new();
     let t = Instant::now();
     let embd = Matrix::load(gguf, "token_embd.weight")?;
@@ -246,7 +268,7 @@ pub fn analyse(
     let tied = output.is_none();
     let (input, unit) = analyse_matrix(&embd, "token_embd.weight", opts, &mut timings)?;
     let t = Instant::now();
-    let under = undertrained::indicator(&embd, &vocab, tied);
+    let under = undertrained::indicator(&embd, &vocab, tied, round_trip);
     let results = analogies::evaluate(&unit, &vocab.pieces, &opts.analogies);
     timings.push(("analogies", ms(t)));
     drop(unit);

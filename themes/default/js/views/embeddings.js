@@ -1,7 +1,7 @@
 // View 6, Embeddings: the model's own token-embedding matrix for the whole
 // vocabulary, as a WebGL2 point cloud (UMAP or PCA, 3D orbit or 2D), with each
 // token's nearest neighbours, clusters, under-trained candidates and word
-// analogies. The big arrays arrive raw-deflated (docs/report.md) and are
+// analogies. The big arrays arrive raw-deflated in base85 (docs/report.md) and are
 // inflated once with the browser's DecompressionStream.
 //
 // The cloud is one static buffer and one GL_POINTS draw call; a frame only
@@ -44,10 +44,26 @@ void main() {
   let shown = false, frame = 0, mvp = null;
   let info, listBox, searchBox, results, modeSel, legend, side, status, promptSet = null;
 
+  // Base85 text back to bytes (docs/report.md): 5 characters per 4 bytes,
+  // big-endian; a short last group is padded with the last digit.
+  const B85 = '!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|';
+  const B85I = new Uint8Array(128).fill(255);
+  for (let i = 0; i < 85; i++) B85I[B85.charCodeAt(i)] = i;
+  function base85(s) {
+    const full = Math.floor(s.length / 5), rest = s.length % 5;
+    const out = new Uint8Array(full * 4 + (rest ? rest - 1 : 0));
+    let o = 0;
+    for (let g = 0; g * 5 < s.length; g++) {
+      let v = 0;
+      const m = Math.min(5, s.length - g * 5);
+      for (let k = 0; k < 5; k++) v = v * 85 + (k < m ? B85I[s.charCodeAt(g * 5 + k)] : 84);
+      for (let k = 0; k < m - 1; k++) out[o++] = Math.floor(v / 2 ** (24 - 8 * k)) & 255;
+    }
+    return out;
+  }
+
   async function inflate(d) {
-    const bin = atob(d.deflate);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const bytes = base85(d.deflate);
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
     const b = new Uint8Array(await new Response(stream).arrayBuffer());
     // Multi-byte values arrive in byte planes: all low bytes, then the next.
