@@ -450,7 +450,7 @@ impl Epoch<'_> {
                 let neg_period = self.period[e] / self.neg_period_div;
                 let n_neg = ((self.epoch - w.next_neg[le]) / neg_period).max(0.0) as usize;
                 for _ in 0..n_neg {
-                    let k = ((rng.next_u64() >> 32) * self.n as u64 >> 32) as usize;
+                    let k = (((rng.next_u64() >> 32) * self.n as u64) >> 32) as usize;
                     if k == i {
                         continue;
                     }
@@ -500,7 +500,7 @@ fn pow(x: f32, y: f32) -> f32 {
     let f = z - zi;
     // 2^f on [0, 1).
     let p = 1.0
-        + f * (0.693_147_2
+        + f * (std::f32::consts::LN_2
             + f * (0.240_226_5 + f * (0.055_504_1 + f * (0.009_618_1 + f * 0.001_333_6))));
     p * f32::from_bits(((zi as i32 + 127) as u32) << 23)
 }
