@@ -43,12 +43,6 @@ fn build_page(model: &Path, out: &Path) -> (u64, EmbeddingsSection) {
     (std::fs::metadata(&page).expect("page").len(), section)
 }
 
-fn u16s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(2)
-        .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-        .collect()
-}
-
 #[test]
 fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     let dir = tempfile::tempdir().expect("dir");
@@ -59,7 +53,7 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     assert!(e.tied);
     let m = &e.matrices[0];
     assert_ne!(m.method, "exact", "49,152 tokens take the all-pairs search");
-    let found = u16s(&m.neighbours.inflate());
+    let found = m.neighbour_ids();
     assert_eq!(found.len(), 49152 * 10);
 
     // Exact neighbours of 1,000 tokens spread over the vocabulary, by brute
@@ -113,6 +107,19 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
 
     // The page holds the rest of the view's data.
     assert!(m.quality.pca3 > 0.0 && m.quality.pca3 <= 1.0);
+    // UMAP keeps far more of the neighbours than PCA's three axes do.
+    let (u3, u2) = (
+        m.quality.umap3.expect("umap"),
+        m.quality.umap2.expect("umap"),
+    );
+    eprintln!(
+        "kNN preservation: PCA 3D {:.3} 2D {:.3}, UMAP 3D {u3:.3} 2D {u2:.3}",
+        m.quality.pca3, m.quality.pca2
+    );
+    assert!(u3 > m.quality.pca3 && u2 > m.quality.pca2);
+    let umap = m.umap.as_ref().expect("umap layouts");
+    assert_eq!((umap.coords3.len(), umap.coords2.len()), (3, 2));
+    assert_eq!(umap.coords3[0].dequantize().len(), 49152);
     assert!(m.explained.iter().sum::<f32>() < 1.0);
     assert!(!m.clusters.is_empty());
     assert!(e.analogies.results.len() >= 20);
@@ -213,5 +220,75 @@ fn batched_verification_matches_one_prompt_at_a_time() {
         "{} prompts: batched {batched_ms:.0} ms, one at a time {:.0} ms",
         ids.len(),
         start.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// A tied synthetic model marks no token unused (token_type 5): the
+/// under-trained indicator's reference set is then the tokens whose
+/// decode→encode round trip through llama.cpp does not give them back.
+#[test]
+fn tied_model_without_unused_marks_uses_the_round_trip() {
+    use ggviz::analysis::embeddings::tokens::Vocabulary;
+    use ggviz::analysis::embeddings::undertrained::Indicator;
+    use ggviz::engine::ffi::Model;
+    let dir = tempfile::tempdir().expect("dir");
+    let m = SyntheticModel {
+        tied_embeddings: true,
+        ..SyntheticModel::default()
+    };
+    let path = dir.path().join("tied.gguf");
+    std::fs::write(&path, m.writer().to_bytes()).expect("model");
+    let gguf = GgufModel::open(&path).expect("model");
+    assert!(embeddings::needs_round_trip(&gguf));
+    let model = Model::load_vocab(&path).expect("vocabulary-only load");
+    let vocab = Vocabulary::from_gguf(&gguf, m.n_vocab() as usize);
+    let failed = undertrained::round_trip_failures(&model, &vocab);
+    // Checked by hand, token by token, against the same tokenizer.
+    let mut expected = Vec::new();
+    for i in 0..vocab.pieces.len() {
+        if !vocab.reachable(i) {
+            continue;
+        }
+        let id = i as i32;
+        let text = model.detokenize(&[id], false, false);
+        let back = text.map(|t| model.tokenize(&t, false, false).expect("tokenize"));
+        if back.map_or(true, |b| b != [id]) {
+            expected.push(i as u32);
+        }
+    }
+    eprintln!(
+        "round-trip failures: {:?}",
+        failed
+            .iter()
+            .map(|&i| &vocab.pieces[i as usize])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(failed, expected);
+    assert!(!failed.is_empty(), "the lone `▁` piece does not come back");
+    // Whole words do come back.
+    let paris = vocab
+        .pieces
+        .iter()
+        .position(|p| p == " Paris")
+        .expect("Paris");
+    assert!(!failed.contains(&(paris as u32)));
+    // The build uses them as the reference set and says so.
+    let (e, _) = pipeline::analyse_embeddings(&path, &EmbeddingOptions::default())
+        .expect("embeddings stage");
+    assert_eq!(e.undertrained.indicator, Indicator::UnusedDistance);
+    assert!(
+        e.undertrained
+            .notes
+            .iter()
+            .any(|n| n.contains("round trip")),
+        "{:?}",
+        e.undertrained.notes
+    );
+    assert!(
+        e.undertrained
+            .candidates
+            .iter()
+            .all(|c| !failed.contains(&c.id)),
+        "reference tokens are not candidates"
     );
 }

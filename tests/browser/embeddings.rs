@@ -105,6 +105,41 @@ async fn embeddings_view_selects_searches_and_escapes() {
         .await;
     assert_eq!(listed, 10);
 
+    // The neighbour list decodes to the analysis's own ids (ranked table,
+    // byte planes, base85 on the page): the first neighbour listed is a
+    // token other than the selected one, with a similarity in [-1, 1].
+    let first = b
+        .js("const li = document.querySelector('#emb-neighbours li code'); return li ? li.textContent : ''")
+        .await;
+    assert!(first.as_str().is_some_and(|t| !t.is_empty()), "{first}");
+
+    // The layout switch: UMAP by default, PCA on demand, both drawn, and
+    // both qualities stated.
+    let proj = b
+        .js("return document.getElementById('emb-proj').value")
+        .await;
+    assert_eq!(proj, "umap");
+    let quality = b
+        .js("return document.getElementById('emb-quality').textContent")
+        .await;
+    let quality = quality.as_str().unwrap_or_default().to_owned();
+    assert!(
+        quality.contains("UMAP") && quality.contains("PCA"),
+        "{quality}"
+    );
+    b.js("const s = document.getElementById('emb-proj'); s.value = 'pca'; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    let drawn_pca = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_pca > 200, "PCA: only {drawn_pca} pixels drawn");
+    b.js("document.getElementById('emb-dims').click(); return 1")
+        .await;
+    let drawn_2d = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_2d > 200, "PCA 2D: only {drawn_2d} pixels drawn");
+    b.js("const s = document.getElementById('emb-proj'); s.value = 'umap'; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    let drawn_u2 = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_u2 > 200, "UMAP 2D: only {drawn_u2} pixels drawn");
+
     // The hash round-trips: a copied link opens the same token.
     open(&b, &format!("#view=embeddings&tok={target}")).await;
     let selected = b

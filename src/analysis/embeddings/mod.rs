@@ -15,6 +15,7 @@ pub mod matrix;
 pub mod neighbours;
 pub mod projection;
 pub mod tokens;
+pub mod umap;
 pub mod undertrained;
 
 use std::time::Instant;
@@ -50,6 +51,13 @@ pub struct EmbeddingOptions {
     pub analogy_subset: usize,
     pub analogies: Vec<Quadruple>,
     pub seed: u64,
+    /// The UMAP layouts; `None` leaves them out (PCA only).
+    #[serde(default = "default_umap")]
+    pub umap: Option<umap::UmapOptions>,
+}
+
+fn default_umap() -> Option<umap::UmapOptions> {
+    Some(umap::UmapOptions::default())
 }
 
 impl Default for EmbeddingOptions {
@@ -65,6 +73,7 @@ impl Default for EmbeddingOptions {
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
                 .unwrap_or_default(),
             seed: 0x6776,
+            umap: default_umap(),
         }
     }
 }
@@ -100,9 +109,23 @@ pub struct MatrixAnalysis {
     /// kNN preservation @k of the 3D and 2D PCA layouts.
     pub quality: [f32; 2],
     pub quality_sample: usize,
+    /// UMAP of the neighbour graph, 3D and 2D, when asked for.
+    pub umap: Option<UmapLayouts>,
     pub clusters: clusters::Clusters,
     /// Reduced unit rows (the candidate space), kept for free analogies.
     pub reduced: Matrix,
+}
+
+/// The UMAP layouts of one matrix and their faithfulness.
+#[derive(Debug, Clone)]
+pub struct UmapLayouts {
+    /// `n × 3`.
+    pub three: Matrix,
+    /// `n × 2`.
+    pub two: Matrix,
+    /// kNN preservation @k of the 3D and 2D layouts (same sample as PCA's).
+    pub quality: [f32; 2],
+    pub epochs: usize,
 }
 
 /// Analyses one embedding matrix.
@@ -144,6 +167,26 @@ pub fn analyse_matrix(
         projection::knn_preservation(&coords, 2, &nb, &sample),
     ];
     timings.push(("projection", ms(t)));
+    let umap = match &opts.umap {
+        Some(u) => {
+            let t = Instant::now();
+            let (three, two) = umap::layouts(&nb, &coords, u);
+            timings.push(("umap", ms(t)));
+            let t = Instant::now();
+            let quality = [
+                projection::knn_preservation(&three, 3, &nb, &sample),
+                projection::knn_preservation(&two, 2, &nb, &sample),
+            ];
+            timings.push(("umap quality", ms(t)));
+            Some(UmapLayouts {
+                three,
+                two,
+                quality,
+                epochs: u.epochs.unwrap_or_else(|| umap::default_epochs(m.n_rows)),
+            })
+        }
+        None => None,
+    };
     let t = Instant::now();
     let clusters = clusters::kmeans(&reduced, opts.clusters, opts.seed, 8)?;
     timings.push(("clusters", ms(t)));
@@ -158,6 +201,7 @@ pub fn analyse_matrix(
             explained: layout.explained,
             quality,
             quality_sample: sample.len(),
+            umap,
             clusters,
             reduced,
         },
@@ -174,6 +218,28 @@ pub fn analyse(
     gguf: &GgufModel,
     opts: &EmbeddingOptions,
 ) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
+    analyse_with(gguf, opts, None)
+}
+
+/// Whether the under-trained indicator needs the decode→encode round trip:
+/// a tied model (no `output.weight`) whose file marks no token unused.
+pub fn needs_round_trip(gguf: &GgufModel) -> bool {
+    let n = gguf
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map_or(0, |a| a.len());
+    let vocab = Vocabulary::from_gguf(gguf, n);
+    gguf.tensor("output.weight").is_none() && !vocab.types.contains(&tokens::token_type::UNUSED)
+}
+
+/// [`analyse`], with the tokens whose decode→encode round trip fails
+/// ([`undertrained::round_trip_failures`]) when the caller could compute
+/// them (it needs llama.cpp's tokenizer).
+pub fn analyse_with(
+    gguf: &GgufModel,
+    opts: &EmbeddingOptions,
+    round_trip: Option<&[u32]>,
+) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
     let mut timings = Timings::new();
     let t = Instant::now();
     let embd = Matrix::load(gguf, "token_embd.weight")?;
@@ -187,7 +253,7 @@ pub fn analyse(
     let tied = output.is_none();
     let (input, unit) = analyse_matrix(&embd, "token_embd.weight", opts, &mut timings)?;
     let t = Instant::now();
-    let under = undertrained::indicator(&embd, &vocab, tied);
+    let under = undertrained::indicator(&embd, &vocab, tied, round_trip);
     let results = analogies::evaluate(&unit, &vocab.pieces, &opts.analogies);
     timings.push(("analogies", ms(t)));
     drop(unit);

@@ -1,7 +1,7 @@
 // View 6, Embeddings: the model's own token-embedding matrix for the whole
-// vocabulary, as a WebGL2 point cloud (PCA, 3D orbit or 2D), with each
+// vocabulary, as a WebGL2 point cloud (UMAP or PCA, 3D orbit or 2D), with each
 // token's nearest neighbours, clusters, under-trained candidates and word
-// analogies. The big arrays arrive raw-deflated (docs/report.md) and are
+// analogies. The big arrays arrive raw-deflated in base85 (docs/report.md) and are
 // inflated once with the browser's DecompressionStream.
 //
 // The cloud is one static buffer and one GL_POINTS draw call; a frame only
@@ -39,25 +39,62 @@ void main() {
   let M = 0;             // the matrix shown (0 input, 1 output)
   let mode = 'cluster';
   let dims = 3;
+  let proj = 'umap';     // 'umap' (when the page has it) or 'pca'
   const cam = { yaw: 0.6, pitch: 0.35, dist: 2.6, x: 0, y: 0 };
   let shown = false, frame = 0, mvp = null;
   let info, listBox, searchBox, results, modeSel, legend, side, status, promptSet = null;
 
+  // Base85 text back to bytes (docs/report.md): 5 characters per 4 bytes,
+  // big-endian; a short last group is padded with the last digit.
+  const B85 = '!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|';
+  const B85I = new Uint8Array(128).fill(255);
+  for (let i = 0; i < 85; i++) B85I[B85.charCodeAt(i)] = i;
+  function base85(s) {
+    const full = Math.floor(s.length / 5), rest = s.length % 5;
+    const out = new Uint8Array(full * 4 + (rest ? rest - 1 : 0));
+    let o = 0;
+    for (let g = 0; g * 5 < s.length; g++) {
+      let v = 0;
+      const m = Math.min(5, s.length - g * 5);
+      for (let k = 0; k < 5; k++) v = v * 85 + (k < m ? B85I[s.charCodeAt(g * 5 + k)] : 84);
+      for (let k = 0; k < m - 1; k++) out[o++] = Math.floor(v / 2 ** (24 - 8 * k)) & 255;
+    }
+    return out;
+  }
+
   async function inflate(d) {
-    const bin = atob(d.deflate);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const bytes = base85(d.deflate);
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
-    const buf = await new Response(stream).arrayBuffer();
-    const T = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array }[d.dtype];
-    return new T(buf, 0, d.len);
+    const b = new Uint8Array(await new Response(stream).arrayBuffer());
+    // Multi-byte values arrive in byte planes: all low bytes, then the next.
+    const n = d.len;
+    if (d.dtype === 'u16') {
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) out[i] = b[i] | (b[n + i] << 8);
+      return out;
+    }
+    if (d.dtype === 'u32') {
+      const out = new Uint32Array(n);
+      for (let i = 0; i < n; i++) out[i] = (b[i] | (b[n + i] << 8) | (b[2 * n + i] << 16) | (b[3 * n + i] << 24)) >>> 0;
+      return out;
+    }
+    return b.subarray(0, n);
   }
   // Similarity rows arrive as the first byte then drops (docs/report.md).
   function undelta(q, k) {
     for (let r = 0; r < q.length; r += k) for (let j = 1; j < k; j++) q[r + j] = q[r + j - 1] - q[r + j];
     return q;
   }
-  const dequant = (q, x) => q.min + (x / 65535) * (q.max - q.min);
+  const top = (q) => 2 ** (q.bits ?? 16) - 1;
+  const dequant = (q, x) => q.min + (x / top(q)) * (q.max - q.min);
+  // Neighbours arrive as ranks in a table of the ids listed (docs/report.md).
+  async function neighbourIds(m) {
+    const r = await inflate(m.neighbours), t = await inflate(m.neighbour_ids);
+    const out = new Uint32Array(r.length);
+    for (let i = 0; i < r.length; i++) out[i] = t[r[i]];
+    return out;
+  }
+  const axes = (qs) => Promise.all(qs.map((q) => inflate(q.q)));
 
   async function decode() {
     const pieces = JSON.parse(new TextDecoder().decode(await inflate(E.pieces)));
@@ -65,8 +102,10 @@ void main() {
     for (const m of E.matrices) {
       out.mats.push({
         m,
-        nb: await inflate(m.neighbours), sims: undelta(await inflate(m.sims), m.k),
-        c: [await inflate(m.coords[0].q), await inflate(m.coords[1].q), await inflate(m.coords[2].q)],
+        nb: await neighbourIds(m), sims: undelta(await inflate(m.sims), m.k),
+        c: await axes(m.coords),
+        u3: m.umap ? await axes(m.umap.coords3) : null,
+        u2: m.umap ? await axes(m.umap.coords2) : null,
         norms: await inflate(m.norms.q), cluster: await inflate(m.cluster),
       });
     }
@@ -82,18 +121,32 @@ void main() {
   const piece = (i) => GG.showPiece(D.pieces[i] ?? '');
   const n = () => E.n_vocab;
 
-  // Positions in [-1, 1], each axis scaled by its share of the widest
-  // range so the layout keeps PCA's proportions.
-  function positions() {
+  // The layout shown: PCA (its 2D is the first two axes of the 3D one) or
+  // UMAP (a 3D and a separate 2D layout).
+  const useUmap = () => proj === 'umap' && !!D.mats[M].u3;
+  function layoutAxes() {
     const X = D.mats[M];
-    const span = X.m.coords.map((q) => q.max - q.min);
+    if (!useUmap()) return [X.m.coords, X.c];
+    return dims === 3 ? [X.m.umap.coords3, X.u3] : [X.m.umap.coords2, X.u2];
+  }
+  // Positions in [-1, 1], each axis scaled by its share of the widest
+  // range so the layout keeps its proportions (z = 0 for a 2D layout).
+  function positions() {
+    const [qs, cs] = layoutAxes();
+    const span = qs.map((q) => q.max - q.min);
     const w = Math.max(...span, 1e-9);
     const out = new Float32Array(n() * 3);
-    for (let a = 0; a < 3; a++) {
-      const f = (2 * span[a]) / w, c = X.c[a];
-      for (let i = 0; i < n(); i++) out[i * 3 + a] = (c[i] / 65535 - 0.5) * f;
-    }
+    qs.forEach((q, a) => {
+      const f = (2 * span[a]) / w, c = cs[a], t = top(q);
+      for (let i = 0; i < n(); i++) out[i * 3 + a] = (c[i] / t - 0.5) * f;
+    });
     return out;
+  }
+  // New positions after a switch of matrix, projection or dimensions.
+  function relayout() {
+    positions.cache = positions();
+    gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
+    gl.bufferData(gl.ARRAY_BUFFER, positions.cache, gl.STATIC_DRAW);
   }
 
   function colorOf(i) {
@@ -102,9 +155,9 @@ void main() {
       case 'cluster': return GG.hexToRgb(GG.categoryColor(X.cluster[i]));
       case 'script': return GG.hexToRgb(GG.categoryColor(D.scripts[i]));
       case 'type': return GG.hexToRgb(GG.categoryColor(D.types[i]));
-      case 'norm': return GG.ramp(X.norms[i] / 65535);
+      case 'norm': return GG.ramp(X.norms[i] / top(X.m.norms));
       case 'id': return GG.ramp(i / Math.max(1, n() - 1));
-      default: return GG.ramp(1 - D.under[i] / 65535);
+      default: return GG.ramp(1 - D.under[i] / top(E.undertrained.values));
     }
   }
 
@@ -115,7 +168,7 @@ void main() {
       const c = colorOf(i);
       out[i * 5] = c[0]; out[i * 5 + 1] = c[1]; out[i * 5 + 2] = c[2];
       out[i * 5 + 3] = promptSet ? (promptSet.has(i) ? 255 : 50) : 200;
-      out[i * 5 + 4] = 1 + Math.round((X.norms[i] / 65535) * 5);
+      out[i * 5 + 4] = 1 + Math.round((X.norms[i] / top(X.m.norms)) * 5);
     }
     return out;
   }
@@ -141,7 +194,7 @@ void main() {
   function upload() {
     gl.bindVertexArray(vao);
     gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
-    gl.bufferData(gl.ARRAY_BUFFER, positions(), gl.STATIC_DRAW);
+    gl.bufferData(gl.ARRAY_BUFFER, positions.cache, gl.STATIC_DRAW);
     gl.enableVertexAttribArray(0);
     gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
     uploadColours();
@@ -303,8 +356,12 @@ void main() {
   function renderSide() {
     GG.clear(side);
     const X = D.mats[M], q = X.m.quality;
+    const kept = (a, b) => `${GG.fmtPct(a)} in 3D, ${GG.fmtPct(b)} in 2D`;
     side.append(GG.el('h4', { text: 'Projection quality' }),
-      GG.el('p', { id: 'emb-quality', text: `PCA explains ${X.m.explained.map((v) => GG.fmtPct(v)).join(' + ')} of the variance. Of each token’s ${X.m.k} nearest neighbours, ${GG.fmtPct(q.pca3)} are among its ${X.m.k} nearest points in 3D, ${GG.fmtPct(q.pca2)} in 2D (mean over ${GG.fmtInt(q.sample)} tokens).` }));
+      GG.el('p', { id: 'emb-quality', text: `Of each token’s ${X.m.k} nearest neighbours, the share among its ${X.m.k} nearest points in the layout (mean over ${GG.fmtInt(q.sample)} tokens): ` +
+        (q.umap3 != null ? `UMAP ${kept(q.umap3, q.umap2)}; ` : '') +
+        `PCA ${kept(q.pca3, q.pca2)}. PCA’s three axes explain ${X.m.explained.map((v) => GG.fmtPct(v)).join(' + ')} of the variance.` +
+        (X.m.umap ? ` UMAP: ${X.m.umap.epochs} epochs over the ${X.m.k}-neighbour graph.` : ' This page has no UMAP layout.') }));
     const cl = GG.el('ol', { class: 'emb-clusters', id: 'emb-clusters' });
     X.m.clusters.forEach((c, k) => cl.append(GG.el('li', {},
       GG.el('i', { class: 'sw', style: { background: GG.categoryColor(k) } }), `${GG.fmtInt(c.size)} · `,
@@ -468,7 +525,12 @@ void main() {
       const matSel = E.matrices.length > 1 ? GG.el('select', { id: 'emb-matrix', onchange: (e) => { M = Number(e.target.value); positions.cache = positions(); upload(); renderSide(); render(); } },
         ...E.matrices.map((m, k) => GG.el('option', { value: String(k), text: m.label }))) : null;
       const dimBtn = GG.el('button', { type: 'button', id: 'emb-dims', text: '2D', onclick: () => {
-        dims = dims === 3 ? 2 : 3; dimBtn.textContent = dims === 3 ? '2D' : '3D'; redraw(); } });
+        dims = dims === 3 ? 2 : 3; dimBtn.textContent = dims === 3 ? '2D' : '3D';
+        if (D) { relayout(); render(); } else redraw(); } });
+      const hasUmap = E.matrices.some((m) => m.umap);
+      if (!hasUmap) proj = 'pca';
+      const projSel = GG.el('select', { id: 'emb-proj', disabled: !hasUmap, onchange: (e) => { proj = e.target.value; if (D) { relayout(); render(); } } },
+        ...[['umap', 'UMAP'], ['pca', 'PCA']].map(([v, t]) => GG.el('option', { value: v, text: t, selected: v === proj })));
       showPrompt = GG.el('input', { type: 'checkbox', id: 'emb-prompt', disabled: !R.behaviour, onchange: () => render() });
       searchBox = GG.el('input', { type: 'search', id: 'emb-search', placeholder: 'search the vocabulary  /', autocomplete: 'off' });
       results = GG.el('ul', { class: 'emb-results', id: 'emb-results', hidden: true });
@@ -479,7 +541,7 @@ void main() {
       root.append(
         GG.el('div', { class: 'toolbar' },
           matSel ? GG.el('label', {}, 'Matrix ', matSel) : GG.el('span', { class: 'hint', text: E.tied ? 'tied: the input embedding is also the output head' : '' }),
-          GG.el('label', {}, 'Colour ', modeSel), dimBtn,
+          GG.el('label', {}, 'Layout ', projSel), GG.el('label', {}, 'Colour ', modeSel), dimBtn,
           GG.el('label', {}, showPrompt, 'prompt tokens'),
           GG.el('span', { class: 'emb-search-box' }, searchBox, results), legend, status),
         GG.el('div', { class: 'emb-body' },
