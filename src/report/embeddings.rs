@@ -286,11 +286,15 @@ pub struct MatrixSection {
     /// `recall_sample` tokens (1 for the exact method).
     pub recall: f32,
     pub recall_sample: usize,
-    /// `n × k` neighbours, best first, each as its rank in
+    /// `n × k` neighbours, best first, as one code byte each, by reference
+    /// to earlier rows ([`super::neighbour_code`]); a `0` takes the next
+    /// entry of `neighbour_escapes`.
+    pub neighbours: Deflated,
+    /// The neighbours no reference finds, each as its rank in
     /// `neighbour_ids` (ids sorted by how often they are listed, most
     /// first: a few hub tokens are listed thousands of times, so small
     /// ranks dominate and their high bytes deflate to little).
-    pub neighbours: Deflated,
+    pub neighbour_escapes: Deflated,
     /// Rank → token id, for every id listed at least once.
     pub neighbour_ids: Deflated,
     /// `n × k` cosine similarities as u8 `q` (`s = q / 255 · 2 − 1`), each
@@ -356,6 +360,11 @@ impl MatrixSection {
             Deflated::u16(&a.clusters.labels)
         };
         let (ranks, table) = rank_ids(&a.neighbours.ids);
+        let rank: std::collections::HashMap<u32, u32> =
+            a.neighbours.ids.iter().copied().zip(ranks).collect();
+        let (codes, escapes) = super::neighbour_code::encode(&a.neighbours.ids, k, |x| {
+            rank.get(&x).copied().unwrap_or(0)
+        });
         MatrixSection {
             name: a.name.clone(),
             label: label.to_owned(),
@@ -363,7 +372,8 @@ impl MatrixSection {
             k: a.neighbours.k,
             recall: a.recall.0,
             recall_sample: a.recall.1,
-            neighbours: Deflated::ids(&ranks),
+            neighbours: Deflated::u8(&codes),
+            neighbour_escapes: Deflated::ids(&escapes),
             neighbour_ids: Deflated::ids(&table),
             sims: Deflated::u8(&sims),
             coords: axes(&a.coords, PCA_BITS),
@@ -396,14 +406,16 @@ impl MatrixSection {
 }
 
 impl MatrixSection {
-    /// The `n × k` neighbour ids (ranks looked up in the table).
+    /// The `n × k` neighbour ids, decoded (empty when the data is damaged).
     pub fn neighbour_ids(&self) -> Vec<u32> {
-        let table = self.neighbour_ids.values();
-        self.neighbours
-            .values()
-            .into_iter()
-            .map(|r| table.get(r as usize).copied().unwrap_or(u32::MAX))
-            .collect()
+        let codes: Vec<u8> = self.neighbours.values().iter().map(|&c| c as u8).collect();
+        super::neighbour_code::decode(
+            &codes,
+            &self.neighbour_escapes.values(),
+            &self.neighbour_ids.values(),
+            self.k,
+        )
+        .unwrap_or_default()
     }
 }
 

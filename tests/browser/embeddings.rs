@@ -112,6 +112,32 @@ async fn embeddings_view_selects_searches_and_escapes() {
         .js("const li = document.querySelector('#emb-neighbours li code'); return li ? li.textContent : ''")
         .await;
     assert!(first.as_str().is_some_and(|t| !t.is_empty()), "{first}");
+    // Every list the page decoded (coded by reference to earlier rows) is
+    // the analysis's own: a checksum over all n × k ids against the Rust
+    // decoder's.
+    let js = b
+        .js("let h = 0; for (const x of GG.embeddings.neighbours()) h = (Math.imul(h, 31) + x) >>> 0; return h")
+        .await
+        .as_u64()
+        .expect("a checksum");
+    let html = std::fs::read_to_string(page()).expect("page");
+    let tag = r#"id="ggviz-data">"#;
+    let start = html.find(tag).expect("data block") + tag.len();
+    let end = start + html[start..].find("</script>").expect("closed");
+    let report: serde_json::Value =
+        serde_json::from_str(&html[start..end].replace("\\u003c", "<")).expect("report JSON");
+    let section: ggviz::report::embeddings::EmbeddingsSection =
+        serde_json::from_value(report["embeddings"].clone()).expect("embeddings section");
+    let ids = section.matrices[0].neighbour_ids();
+    assert_eq!(ids.len(), section.n_vocab * section.matrices[0].k);
+    let rust = ids
+        .iter()
+        .fold(0u32, |h, &x| h.wrapping_mul(31).wrapping_add(x));
+    assert_eq!(
+        js,
+        u64::from(rust),
+        "the page decodes the neighbours the build wrote"
+    );
 
     // The layout switch: UMAP by default, PCA on demand, both drawn, and
     // both qualities stated.
@@ -268,6 +294,10 @@ async fn fps_orbit_262144_tokens() {
         "page: {} bytes for 262,144 tokens",
         std::fs::metadata(&page).expect("page").len()
     );
+    // Keeps the page for work on the view (GGVIZ_FPS_PAGE=/path/page.html).
+    if let Ok(keep) = std::env::var("GGVIZ_FPS_PAGE") {
+        std::fs::copy(&page, keep).expect("page kept");
+    }
     let b = Browser::start().await;
     b.open(&page, "#view=embeddings").await;
     ready(&b).await;

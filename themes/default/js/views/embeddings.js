@@ -44,41 +44,14 @@ void main() {
   let shown = false, frame = 0, mvp = null;
   let info, listBox, searchBox, results, modeSel, legend, side, status, promptSet = null;
 
-  // Base85 text back to bytes (docs/report.md): 5 characters per 4 bytes,
-  // big-endian; a short last group is padded with the last digit.
-  const B85 = '!#$%()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|';
-  const B85I = new Uint8Array(128).fill(255);
-  for (let i = 0; i < 85; i++) B85I[B85.charCodeAt(i)] = i;
-  function base85(s) {
-    const full = Math.floor(s.length / 5), rest = s.length % 5;
-    const out = new Uint8Array(full * 4 + (rest ? rest - 1 : 0));
-    let o = 0;
-    for (let g = 0; g * 5 < s.length; g++) {
-      let v = 0;
-      const m = Math.min(5, s.length - g * 5);
-      for (let k = 0; k < 5; k++) v = v * 85 + (k < m ? B85I[s.charCodeAt(g * 5 + k)] : 84);
-      for (let k = 0; k < m - 1; k++) out[o++] = Math.floor(v / 2 ** (24 - 8 * k)) & 255;
-    }
-    return out;
-  }
-
+  const WIDTH = { u8: 1, u16: 2, u32: 4 };
+  const TYPED = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array };
+  // A Deflated array (docs/report.md) as its typed array.
   async function inflate(d) {
-    const bytes = base85(d.deflate);
-    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
-    const b = new Uint8Array(await new Response(stream).arrayBuffer());
-    // Multi-byte values arrive in byte planes: all low bytes, then the next.
-    const n = d.len;
-    if (d.dtype === 'u16') {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = b[i] | (b[n + i] << 8);
-      return out;
-    }
-    if (d.dtype === 'u32') {
-      const out = new Uint32Array(n);
-      for (let i = 0; i < n; i++) out[i] = (b[i] | (b[n + i] << 8) | (b[2 * n + i] << 16) | (b[3 * n + i] << 24)) >>> 0;
-      return out;
-    }
-    return b.subarray(0, n);
+    const w = WIDTH[d.dtype];
+    if (!w) throw new Error(`unknown deflated dtype ${d.dtype}`);
+    const b = await GG.inflatePlanes(d.deflate, d.len, w);
+    return new TYPED[d.dtype](b.buffer, 0, d.len);
   }
   // Similarity rows arrive as the first byte then drops (docs/report.md).
   function undelta(q, k) {
@@ -87,12 +60,40 @@ void main() {
   }
   const top = (q) => 2 ** (q.bits ?? 16) - 1;
   const dequant = (q, x) => q.min + (x / top(q)) * (q.max - q.min);
-  // Neighbours arrive as ranks in a table of the ids listed (docs/report.md).
+  // Neighbours arrive coded by reference to the rows before them
+  // (src/report/neighbour_code.rs, docs/report.md): a code c > 0 is the
+  // (c - 1)-th token of a candidate list both sides build the same way; 0
+  // takes the next escape, a rank in the table of ids.
+  const CAP = 255;
   async function neighbourIds(m) {
-    const r = await inflate(m.neighbours), t = await inflate(m.neighbour_ids);
-    const out = new Uint32Array(r.length);
-    for (let i = 0; i < r.length; i++) out[i] = t[r[i]];
-    return out;
+    const [codes, esc, table] = await Promise.all(
+      [inflate(m.neighbours), inflate(m.neighbour_escapes), inflate(m.neighbour_ids)]);
+    const k = m.k, n = codes.length / k;
+    const ids = new Uint32Array(n * k);
+    const head = new Int32Array(n).fill(-1), next = new Int32Array(n * k).fill(-1);
+    const mark = new Uint32Array(n), cand = new Uint32Array(CAP);
+    let len = 0, e = 0;
+    for (let i = 0; i < n; i++) {
+      const stamp = i + 1;
+      len = 0;
+      const add = (x) => {
+        if (x < n && x !== i && mark[x] !== stamp && len < CAP) { mark[x] = stamp; cand[len++] = x; }
+      };
+      const addRow = (r) => { for (let s = 0; s < k && len < CAP; s++) add(ids[r * k + s]); };
+      for (let f = head[i]; f >= 0 && len < CAP; f = next[f]) add(Math.floor(f / k));
+      for (let f = head[i]; f >= 0 && len < CAP; f = next[f]) addRow(Math.floor(f / k));
+      for (let s = 0; s < k; s++) {
+        const c = codes[i * k + s];
+        const x = c === 0 ? table[esc[e++]] : cand[c - 1];
+        ids[i * k + s] = x;
+        if (x < i) { add(x); addRow(x); }
+      }
+      for (let s = 0; s < k; s++) {
+        const x = ids[i * k + s], f = i * k + s;
+        if (x < n) { next[f] = head[x]; head[x] = f; }
+      }
+    }
+    return ids;
   }
   const axes = (qs) => Promise.all(qs.map((q) => inflate(q.q)));
 
@@ -570,6 +571,8 @@ void main() {
   GG.embeddings = {
     orbit(step) { cam.yaw += step; draw(); },
     gl: () => gl,
+    // The decoded n × k neighbour ids of the matrix shown.
+    neighbours: () => D.mats[M].nb,
     screenOf(i) {
       const p = positions.cache, m = mvp, r = canvas.getBoundingClientRect();
       const x = p[i * 3], y = p[i * 3 + 1], z = p[i * 3 + 2];
