@@ -430,9 +430,19 @@ impl Session {
     /// llama.cpp's plain path, and returns the logits after each one's last
     /// token: many short prompts for the price of one graph.
     pub fn last_logits(&mut self, seqs: &[&[TokenId]]) -> Result<Vec<Vec<f32>>, EngineError> {
-        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        self.last_logits_after(&[], seqs)
+    }
+
+    /// [`Session::last_logits`] of `prefix` followed by each of `seqs`, the
+    /// shared prefix decoded once.
+    pub fn last_logits_after(
+        &mut self,
+        prefix: &[TokenId],
+        seqs: &[&[TokenId]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let total: usize = prefix.len() + seqs.iter().map(|s| s.len()).sum::<usize>();
         for s in seqs {
-            self.check_length(s.len())?;
+            self.check_length(prefix.len() + s.len())?;
         }
         let n_tokens = u32::try_from(total.div_ceil(CONTEXT_STEP).max(1) * CONTEXT_STEP)
             .map_err(|_| EngineError::InvalidRequest("prompts too long".into()))?;
@@ -455,7 +465,7 @@ impl Session {
             .sequences
             .as_mut()
             .ok_or_else(|| EngineError::InvalidRequest("no context".into()))?;
-        ctx.decode_sequences(seqs)
+        ctx.decode_sequences_after(prefix, seqs)
     }
 
     /// Runs `ids` as people run llama.cpp (`-fa auto`: flash attention where

@@ -43,7 +43,8 @@ pub struct EmbeddingOptions {
     /// k-means groups.
     pub clusters: usize,
     /// Tokens the projection-quality figure is averaged over (all when the
-    /// vocabulary is smaller).
+    /// vocabulary is smaller: by default the whole vocabulary, which a k-d
+    /// tree makes cheap).
     pub quality_sample: usize,
     /// Tokens the reduced search's recall is measured on.
     pub recall_sample: usize,
@@ -67,7 +68,7 @@ impl Default for EmbeddingOptions {
             reduced_dims: 64,
             device: Device::Cpu,
             clusters: 16,
-            quality_sample: 2000,
+            quality_sample: usize::MAX,
             recall_sample: 1000,
             analogy_subset: 2048,
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")

@@ -242,16 +242,23 @@ pub const CONFIRM_BELOW: f32 = 0.01;
 /// twice, then an open quote), in candidate order.
 pub fn verify(session: &mut Session, candidates: &[u32]) -> Result<Vec<f32>, EngineError> {
     let parts = PromptParts::new(session)?;
-    let prompts: Vec<Vec<TokenId>> = candidates.iter().map(|&c| parts.with(c)).collect();
+    let prompts: Vec<Vec<TokenId>> = candidates
+        .iter()
+        .map(|&c| parts.with(c)[parts.head.len()..].to_vec())
+        .collect();
     // The prompts are independent sequences of one batch: 32 of them cost
-    // about what one prompt costs alone on a CPU.
+    // about what one prompt costs alone on a CPU; their common head is
+    // decoded once and shared.
     let mut probs = Vec::with_capacity(candidates.len());
     for (chunk, ids) in candidates
         .chunks(VERIFY_BATCH)
         .zip(prompts.chunks(VERIFY_BATCH))
     {
         let seqs: Vec<&[TokenId]> = ids.iter().map(Vec::as_slice).collect();
-        for (&c, last) in chunk.iter().zip(session.last_logits(&seqs)?) {
+        for (&c, last) in chunk
+            .iter()
+            .zip(session.last_logits_after(&parts.head, &seqs)?)
+        {
             let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let sum: f32 = last.iter().map(|&l| (l - max).exp()).sum();
             let p = last.get(c as usize).map_or(0.0, |&l| (l - max).exp() / sum);

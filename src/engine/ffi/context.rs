@@ -204,7 +204,19 @@ impl Context {
     /// logits of each sequence's last token. Needs a context made by
     /// [`Context::new_sequences`] with room for them.
     pub fn decode_sequences(&mut self, seqs: &[&[TokenId]]) -> Result<Vec<Vec<f32>>, EngineError> {
-        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        self.decode_sequences_after(&[], seqs)
+    }
+
+    /// [`Context::decode_sequences`] for sequences that all start with
+    /// `prefix`: the prefix is decoded once, as sequence 0, and its cache
+    /// cells are shared with every other sequence (`llama_memory_seq_cp`
+    /// on the unified cache), so only the suffixes cost compute.
+    pub fn decode_sequences_after(
+        &mut self,
+        prefix: &[TokenId],
+        seqs: &[&[TokenId]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let total: usize = prefix.len() + seqs.iter().map(|s| s.len()).sum::<usize>();
         if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
             return Err(EngineError::EmptyPrompt);
         }
@@ -219,24 +231,26 @@ impl Context {
         if let Some(&bad) = seqs
             .iter()
             .flat_map(|s| s.iter())
+            .chain(prefix)
             .find(|&&t| !self.model.valid(t))
         {
             return Err(self.model.bad_token(bad));
         }
-        let batch = Batch::sequences(seqs);
         // SAFETY: the context is live; clearing the memory starts every
         // sequence afresh.
-        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) };
-        clear_last_error();
-        // SAFETY: the batch is valid (see `Batch::sequences`) and lives until
-        // the call returns; this context has no callback.
-        let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
-        if status != 0 {
-            return Err(EngineError::Decode {
-                status,
-                reason: take_last_error(),
-            });
+        let memory = unsafe { sys::llama_get_memory(self.ptr.as_ptr()) };
+        // SAFETY: as above.
+        unsafe { sys::llama_memory_clear(memory, true) };
+        if !prefix.is_empty() {
+            self.decode_batch(&Batch::sequences(&[prefix], 0))?;
+            for seq in 1..seqs.len() {
+                let seq = i32::try_from(seq).unwrap_or(i32::MAX);
+                // SAFETY: sequence ids below `n_seq` (checked above) of a
+                // live context; the whole of sequence 0 is shared.
+                unsafe { sys::llama_memory_seq_cp(memory, 0, seq, -1, -1) };
+            }
         }
+        self.decode_batch(&Batch::sequences(seqs, prefix.len()))?;
         let mut out = Vec::with_capacity(seqs.len());
         let mut at = 0;
         for s in seqs {
@@ -248,6 +262,20 @@ impl Context {
             out.push(row.to_vec());
         }
         Ok(out)
+    }
+
+    fn decode_batch(&mut self, batch: &Batch) -> Result<(), EngineError> {
+        clear_last_error();
+        // SAFETY: the batch is valid (see `Batch::sequences`) and lives until
+        // the call returns; this context has no callback.
+        let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
+        if status != 0 {
+            return Err(EngineError::Decode {
+                status,
+                reason: take_last_error(),
+            });
+        }
+        Ok(())
     }
 
     /// The parameters the context was made with.
@@ -373,9 +401,9 @@ impl Batch {
 
 impl Batch {
     /// Each of `seqs` as its own sequence (ids 0, 1, ...) at positions
-    /// 0..len, logits requested at each sequence's last token only. The
-    /// caller checked that the total fits an `i32`.
-    fn sequences(seqs: &[&[TokenId]]) -> Batch {
+    /// `start..start + len`, logits requested at each sequence's last token
+    /// only. The caller checked that the total fits an `i32`.
+    fn sequences(seqs: &[&[TokenId]], start: usize) -> Batch {
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let n = i32::try_from(total).unwrap_or(i32::MAX);
         // SAFETY: allocates arrays of `n` entries (one seq id each), which are
@@ -389,7 +417,7 @@ impl Batch {
                         break;
                     }
                     *raw.token.add(i) = t;
-                    *raw.pos.add(i) = i32::try_from(pos).unwrap_or(i32::MAX);
+                    *raw.pos.add(i) = i32::try_from(start + pos).unwrap_or(i32::MAX);
                     *raw.n_seq_id.add(i) = 1;
                     **raw.seq_id.add(i) = i32::try_from(seq).unwrap_or(i32::MAX);
                     *raw.logits.add(i) = i8::from(pos + 1 == tokens.len());
