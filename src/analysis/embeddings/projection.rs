@@ -93,6 +93,38 @@ pub fn pca(m: &Matrix, n_components: usize, center: bool) -> Result<Pca, Embeddi
     })
 }
 
+/// The share of the unit rows' total variance (`mean ‖u‖² − ‖mean u‖²`,
+/// over every dimension) that each column of `coords` (centred projections
+/// on orthonormal axes) carries.
+pub fn explained_of_unit(unit: &Matrix, coords: &Matrix) -> Vec<f32> {
+    let (n, d) = (unit.n_rows, unit.dim);
+    if n == 0 {
+        return vec![0.0; coords.dim];
+    }
+    let mut mean = vec![0f64; d];
+    let mut sq = 0f64;
+    for i in 0..n {
+        for (m, &v) in mean.iter_mut().zip(unit.row(i)) {
+            *m += f64::from(v);
+            sq += f64::from(v) * f64::from(v);
+        }
+    }
+    let total = sq / n as f64 - mean.iter().map(|m| (m / n as f64).powi(2)).sum::<f64>();
+    (0..coords.dim)
+        .map(|j| {
+            let var = (0..coords.n_rows)
+                .map(|i| f64::from(coords.row(i)[j]).powi(2))
+                .sum::<f64>()
+                / n as f64;
+            if total > 0.0 {
+                (var / total) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// Rows the covariance is computed over, at most.
 pub const GRAM_ROWS: usize = 16384;
 
@@ -413,6 +445,48 @@ mod tests {
                 b.sort_unstable();
                 assert_eq!(a, b, "point {i}, {dims} dims");
             }
+        }
+    }
+
+    #[test]
+    fn the_layout_within_the_reduced_space_is_the_full_pca() {
+        // 400 unit rows in 40 dims with three strong directions: the PCA
+        // of their 16-wide uncentred reduction finds the same three axes,
+        // variances and shares as the PCA of the rows themselves.
+        let mut state = 99u32;
+        let mut rnd = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let (n, d) = (400, 40);
+        let mut data = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let (a, b, c) = (rnd() * 8.0, rnd() * 5.0, rnd() * 3.0);
+            let mut row: Vec<f32> = (0..d).map(|_| rnd() * 0.3).collect();
+            row[0] += 2.0 + a;
+            row[1] += b;
+            row[2] += c;
+            data.extend(row);
+        }
+        let unit = Matrix::new(n, d, data).unwrap().unit_rows();
+        let full = pca(&unit, 3, true).unwrap();
+        let reduced = pca(&unit, 16, false).unwrap().project(&unit);
+        let within = pca(&reduced, 3, true).unwrap();
+        let coords = within.project(&reduced);
+        let shares = explained_of_unit(&unit, &coords);
+        for (a, b) in shares.iter().zip(&full.explained) {
+            assert!((a - b).abs() < 0.01, "{shares:?} vs {:?}", full.explained);
+        }
+        let direct = full.project(&unit);
+        for j in 0..3 {
+            let dot: f32 = (0..n).map(|i| direct.row(i)[j] * coords.row(i)[j]).sum();
+            let na: f32 = (0..n).map(|i| direct.row(i)[j].powi(2)).sum::<f32>().sqrt();
+            let nb: f32 = (0..n).map(|i| coords.row(i)[j].powi(2)).sum::<f32>().sqrt();
+            assert!(
+                (dot / (na * nb)).abs() > 0.99,
+                "axis {j}: {}",
+                dot / (na * nb)
+            );
         }
     }
 }

@@ -514,26 +514,38 @@ fn unit(rng: &mut Xoshiro256PlusPlus) -> f32 {
     (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
 }
 
-/// UMAP of the neighbour graph in 3D and in 2D, both started from the PCA
-/// layout `pca` (`n × 3`; its first two columns start the 2D one).
+/// UMAP of the neighbour graph in 3D, started from the PCA layout `pca`
+/// (`n × 3`), and in 2D, started from the 3D result seen along its two
+/// widest axes and run for half the epochs (the neighbourhoods are already
+/// in place; the 2D run only has to settle them into a plane).
 pub fn layouts(nb: &Neighbours, pca: &Matrix, opts: &UmapOptions) -> (Matrix, Matrix) {
     let graph = fuzzy_graph(nb);
     let three = layout(&graph, pca, opts);
-    let init2: Vec<f32> = (0..pca.n_rows)
-        .flat_map(|i| {
-            let r = pca.row(i);
-            [
-                r.first().copied().unwrap_or(0.0),
-                r.get(1).copied().unwrap_or(0.0),
-            ]
-        })
-        .collect();
-    let init2 = Matrix {
-        n_rows: pca.n_rows,
-        dim: 2,
-        data: init2,
+    let init2 = match super::projection::pca(&three, 2, true) {
+        Ok(p) => p.project(&three),
+        Err(_) => Matrix {
+            n_rows: three.n_rows,
+            dim: 2,
+            data: (0..three.n_rows)
+                .flat_map(|i| {
+                    let r = three.row(i);
+                    [
+                        r.first().copied().unwrap_or(0.0),
+                        r.get(1).copied().unwrap_or(0.0),
+                    ]
+                })
+                .collect(),
+        },
     };
-    let two = layout(&graph, &init2, opts);
+    let epochs = opts.epochs.unwrap_or_else(|| default_epochs(three.n_rows));
+    let two = layout(
+        &graph,
+        &init2,
+        &UmapOptions {
+            epochs: Some(epochs.div_ceil(2)),
+            ..opts.clone()
+        },
+    );
     (three, two)
 }
 
