@@ -35,11 +35,14 @@ void main() {
 }`;
   const FS = `#version 300 es
 precision mediump float;
+uniform bool u_disc;   // points are discs; gl_PointCoord means nothing for lines
 in vec4 v_color;
 out vec4 o;
 void main() {
-  vec2 d = gl_PointCoord - 0.5;
-  if (dot(d, d) > 0.25) discard;
+  if (u_disc) {
+    vec2 d = gl_PointCoord - 0.5;
+    if (dot(d, d) > 0.25) discard;
+  }
   o = v_color;
 }`;
   // Shows the splatted pixel buffer (the software path).
@@ -213,7 +216,7 @@ void main() { o = texture(u_tex, v_uv); }`;
     gl.attachShader(prog, sh(gl.VERTEX_SHADER, VS));
     gl.attachShader(prog, sh(gl.FRAGMENT_SHADER, FS));
     gl.linkProgram(prog);
-    for (const u of ['u_mvp', 'u_scale', 'u_dpr']) U[u] = gl.getUniformLocation(prog, u);
+    for (const u of ['u_mvp', 'u_scale', 'u_dpr', 'u_disc']) U[u] = gl.getUniformLocation(prog, u);
     blit = gl.createProgram();
     gl.attachShader(blit, sh(gl.VERTEX_SHADER, BLIT_VS));
     gl.attachShader(blit, sh(gl.FRAGMENT_SHADER, BLIT_FS));
@@ -378,6 +381,7 @@ void main() { o = texture(u_tex, v_uv); }`;
     gl.uniformMatrix4fv(U.u_mvp, false, mvp);
     gl.uniform1f(U.u_dpr, scale);
     gl.uniform1f(U.u_scale, pointScale());
+    gl.uniform1i(U.u_disc, 1);
     if (!soft) {
       gl.bindVertexArray(vao);
       gl.drawArrays(gl.POINTS, 0, n());
@@ -388,7 +392,9 @@ void main() { o = texture(u_tex, v_uv); }`;
       gl.enableVertexAttribArray(0); gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
       gl.disableVertexAttribArray(1); gl.vertexAttrib4f(1, 0.96, 0.65, 0.14, 0.8);
       gl.disableVertexAttribArray(2); gl.vertexAttrib1f(2, 1);
+      gl.uniform1i(U.u_disc, 0);
       gl.drawArrays(gl.LINES, 0, lineCount);
+      gl.uniform1i(U.u_disc, 1);
       gl.bindBuffer(gl.ARRAY_BUFFER, hiBuf);
       gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
       gl.vertexAttrib1f(2, 9);
