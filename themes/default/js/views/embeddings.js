@@ -7,6 +7,17 @@
 // The cloud is one static buffer and one GL_POINTS draw call; a frame only
 // sets uniforms, so orbiting costs no CPU work per point. Colour and size
 // live in a second buffer rewritten only when the colour mode changes.
+//
+// Software WebGL (SwiftShader, llvmpipe: no GPU, or a headless browser) pays
+// about 0.7 µs per point primitive, even for a 1 px point with a trivial
+// shader into a tiny canvas (about 60 ms for 262,144 points when all of them
+// are culled, 190 ms drawn), so a big vocabulary would orbit at 3-7 fps.
+// There, for more than SPLAT_MIN tokens, the points are splatted by this
+// script instead (about 50x cheaper per point): every point projected, a
+// 1-4 px disc alpha-blended in index order into a pixel buffer, which is one
+// texture upload and one full-canvas triangle; the overlays (selection lines,
+// highlighted points) are still GL draws on top. GG.embeddings.renderer()
+// says which path draws, and takes 'points' or 'splat' to force one.
 'use strict';
 (function (GG) {
   const VS = `#version 300 es
@@ -24,17 +35,36 @@ void main() {
 }`;
   const FS = `#version 300 es
 precision mediump float;
+uniform bool u_disc;   // points are discs; gl_PointCoord means nothing for lines
 in vec4 v_color;
 out vec4 o;
 void main() {
-  vec2 d = gl_PointCoord - 0.5;
-  if (dot(d, d) > 0.25) discard;
+  if (u_disc) {
+    vec2 d = gl_PointCoord - 0.5;
+    if (dot(d, d) > 0.25) discard;
+  }
   o = v_color;
 }`;
+  // Shows the splatted pixel buffer (the software path).
+  const BLIT_VS = `#version 300 es
+out vec2 v_uv;
+void main() {
+  vec2 p = vec2(gl_VertexID == 1 ? 3.0 : -1.0, gl_VertexID == 2 ? 3.0 : -1.0);
+  v_uv = p * 0.5 + 0.5;
+  gl_Position = vec4(p, 0.0, 1.0);
+}`;
+  const BLIT_FS = `#version 300 es
+precision mediump float;
+uniform sampler2D u_tex;
+in vec2 v_uv;
+out vec4 o;
+void main() { o = texture(u_tex, v_uv); }`;
+  const SPLAT_MIN = 65536;
+  const SOFTWARE = /swiftshader|llvmpipe|softpipe|software|basic render/i;
   const TYPE_NAMES = ['undefined', 'normal', 'unknown', 'control', 'user-defined', 'unused', 'byte'];
   const MODES = [['cluster', 'cluster'], ['script', 'script'], ['type', 'token type'], ['norm', 'row norm'], ['id', 'id'], ['under', 'under-trained indicator']];
 
-  let R, E, root, canvas, gl, prog, U = {}, vao, posBuf, colBuf, hiBuf, hiCount = 0, lineBuf, lineCount = 0;
+  let R, E, root, canvas, gl, prog, blit, blitVao, U = {}, software = false, splat = null, force = null, vao, posBuf, colBuf, hiBuf, hiCount = 0, lineBuf, lineCount = 0;
   let D = null;          // decoded arrays
   let M = 0;             // the matrix shown (0 input, 1 output)
   let mode = 'cluster';
@@ -187,7 +217,14 @@ void main() {
     gl.attachShader(prog, sh(gl.VERTEX_SHADER, VS));
     gl.attachShader(prog, sh(gl.FRAGMENT_SHADER, FS));
     gl.linkProgram(prog);
-    for (const u of ['u_mvp', 'u_scale', 'u_dpr']) U[u] = gl.getUniformLocation(prog, u);
+    for (const u of ['u_mvp', 'u_scale', 'u_dpr', 'u_disc']) U[u] = gl.getUniformLocation(prog, u);
+    blit = gl.createProgram();
+    gl.attachShader(blit, sh(gl.VERTEX_SHADER, BLIT_VS));
+    gl.attachShader(blit, sh(gl.FRAGMENT_SHADER, BLIT_FS));
+    gl.linkProgram(blit);
+    blitVao = gl.createVertexArray();
+    const dbg = gl.getExtension('WEBGL_debug_renderer_info');
+    software = SOFTWARE.test(`${gl.getParameter(gl.RENDERER)} ${dbg ? gl.getParameter(dbg.UNMASKED_RENDERER_WEBGL) : ''}`);
     posBuf = gl.createBuffer(); colBuf = gl.createBuffer(); hiBuf = gl.createBuffer(); lineBuf = gl.createBuffer();
     vao = gl.createVertexArray();
   }
@@ -202,9 +239,11 @@ void main() {
   }
 
   function uploadColours() {
+    const c = colours();
+    splatColours(c);
     gl.bindVertexArray(vao);
     gl.bindBuffer(gl.ARRAY_BUFFER, colBuf);
-    gl.bufferData(gl.ARRAY_BUFFER, colours(), gl.STATIC_DRAW);
+    gl.bufferData(gl.ARRAY_BUFFER, c, gl.STATIC_DRAW);
     gl.enableVertexAttribArray(1);
     gl.vertexAttribPointer(1, 4, gl.UNSIGNED_BYTE, true, 5, 0);
     gl.enableVertexAttribArray(2);
@@ -231,31 +270,132 @@ void main() {
     return out;
   }
 
+  // The software path's per-point colour (premultiplied, packed for a
+  // two-channels-at-once blend) and size, from colours()' rows.
+  function splatColours(c) {
+    const N = n();
+    const S = splat || (splat = { w: 0, h: 0, fb: null, tex: null, rb: new Uint32Array(N), g: new Uint32Array(N), ia: new Uint16Array(N), size: new Uint8Array(N), dia: new Uint8Array(N), scale: 0 });
+    for (let i = 0, j = 0; i < N; i++, j += 5) {
+      const a = c[j + 3] + (c[j + 3] >> 7);   // 0..256
+      S.rb[i] = (c[j] | (c[j + 2] << 16)) * a;
+      S.g[i] = (c[j + 1] << 8) * a;
+      S.ia[i] = 256 - a;
+      S.size[i] = c[j + 4];
+    }
+    S.scale = 0;
+  }
+  const useSplat = () => !!splat && (force ? force === 'splat' : software && n() > SPLAT_MIN);
+  const pointScale = () => (n() > 100000 ? 0.6 : 1);
+
+  // Every point projected by the matrix m, as GL would place it (bottom row
+  // first), and blended in index order into the pixel buffer: a disc of
+  // max(1, size · scale) px, rounded, with GL's point coverage.
+  function splatDraw(m, w, h, scale) {
+    const S = splat, N = n();
+    if (S.w !== w || S.h !== h) {
+      S.w = w; S.h = h;
+      S.fb = new Uint32Array(w * h); S.fb8 = new Uint8Array(S.fb.buffer);
+      if (S.tex) gl.deleteTexture(S.tex);
+      S.tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, S.tex);
+      gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA8, w, h);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+    }
+    const ps = pointScale() * scale;
+    if (S.scale !== ps) {
+      S.scale = ps;
+      for (let i = 0; i < N; i++) S.dia[i] = Math.max(1, Math.round(S.size[i] * ps));
+    }
+    const fb = S.fb, rb = S.rb, gg = S.g, ia = S.ia, dia = S.dia, pos = positions.cache;
+    fb.fill(0xff15100e);   // the clear colour, 14 16 21
+    // Window coordinates straight from the matrix: x = (X / W + 1) w / 2.
+    const hw = w / 2, hh = h / 2;
+    const ax = (m[0] + m[3]) * hw, ay = (m[4] + m[7]) * hw, az = (m[8] + m[11]) * hw, aw = (m[12] + m[15]) * hw;
+    const bx = (m[1] + m[3]) * hh, by = (m[5] + m[7]) * hh, bz = (m[9] + m[11]) * hh, bw = (m[13] + m[15]) * hh;
+    const wx = m[3], wy = m[7], wz = m[11], ww = m[15];
+    const near = dims === 3 ? 0.05 : -Infinity;
+    for (let i = 0, j = 0; i < N; i++, j += 3) {
+      const x = pos[j], y = pos[j + 1], z = pos[j + 2];
+      const q = wx * x + wy * y + wz * z + ww;
+      if (!(q > near)) continue;
+      const iq = 1 / q, r = dia[i], c0 = (1 - r) * 0.5;
+      const sx = (ax * x + ay * y + az * z + aw) * iq + c0, sy = (bx * x + by * y + bz * z + bw) * iq + c0;
+      const crb = rb[i], cg = gg[i], ca = ia[i];
+      if (r === 1) {
+        if (!(sx >= 0 && sx < w && sy >= 0 && sy < h)) continue;
+        const o = (sy | 0) * w + (sx | 0), d = fb[o];
+        fb[o] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        continue;
+      }
+      if (r === 2 && sx >= 0 && sx < w - 1 && sy >= 0 && sy < h - 1) {   // most points at 0.6 · 3 or 4
+        const o = (sy | 0) * w + (sx | 0);
+        let d = fb[o];
+        fb[o] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        d = fb[o + 1];
+        fb[o + 1] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        d = fb[o + w];
+        fb[o + w] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        d = fb[o + w + 1];
+        fb[o + w + 1] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        continue;
+      }
+      const x0 = Math.floor(sx), y0 = Math.floor(sy);
+      if (x0 >= w || y0 >= h || x0 + r <= 0 || y0 + r <= 0) continue;
+      const rr = r * r;
+      for (let v = Math.max(0, -y0), ve = Math.min(r, h - y0); v < ve; v++) {
+        const dv = 2 * v + 1 - r, o = (y0 + v) * w + x0;
+        for (let u = Math.max(0, -x0), ue = Math.min(r, w - x0); u < ue; u++) {
+          const du = 2 * u + 1 - r;
+          if (du * du + dv * dv > rr) continue;
+          const d = fb[o + u];
+          fb[o + u] = 0xff000000 | (((crb + (d & 0xff00ff) * ca) >>> 8) & 0xff00ff) | (((cg + (d & 0xff00) * ca) >>> 8) & 0xff00);
+        }
+      }
+    }
+    gl.disable(gl.BLEND);
+    gl.bindTexture(gl.TEXTURE_2D, S.tex);
+    gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, S.fb8);
+    gl.useProgram(blit);
+    gl.bindVertexArray(blitVao);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  }
+
   function draw() {
     frame = 0;
     if (!gl || !D) return;
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.floor(canvas.clientWidth * dpr)), h = Math.max(1, Math.floor(canvas.clientHeight * dpr));
+    const dpr = window.devicePixelRatio || 1, soft = useSplat();
+    // The software path keeps to CSS pixels: its cost grows with the area.
+    const scale = soft ? Math.min(dpr, 1) : dpr;
+    const w = Math.max(1, Math.floor(canvas.clientWidth * scale)), h = Math.max(1, Math.floor(canvas.clientHeight * scale));
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     gl.viewport(0, 0, w, h);
-    gl.clearColor(0.055, 0.063, 0.082, 1);
-    gl.clear(gl.COLOR_BUFFER_BIT);
+    mvp = matrix();
+    if (soft) splatDraw(mvp, w, h, scale);
+    else {
+      gl.clearColor(0.055, 0.063, 0.082, 1);
+      gl.clear(gl.COLOR_BUFFER_BIT);
+    }
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
     gl.useProgram(prog);
-    mvp = matrix();
     gl.uniformMatrix4fv(U.u_mvp, false, mvp);
-    gl.uniform1f(U.u_dpr, dpr);
-    gl.uniform1f(U.u_scale, n() > 100000 ? 0.6 : 1);
-    gl.bindVertexArray(vao);
-    gl.drawArrays(gl.POINTS, 0, n());
+    gl.uniform1f(U.u_dpr, scale);
+    gl.uniform1f(U.u_scale, pointScale());
+    gl.uniform1i(U.u_disc, 1);
+    if (!soft) {
+      gl.bindVertexArray(vao);
+      gl.drawArrays(gl.POINTS, 0, n());
+    }
     if (hiCount) {
       gl.bindVertexArray(null);
       gl.bindBuffer(gl.ARRAY_BUFFER, lineBuf);
       gl.enableVertexAttribArray(0); gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
       gl.disableVertexAttribArray(1); gl.vertexAttrib4f(1, 0.96, 0.65, 0.14, 0.8);
       gl.disableVertexAttribArray(2); gl.vertexAttrib1f(2, 1);
+      gl.uniform1i(U.u_disc, 0);
       gl.drawArrays(gl.LINES, 0, lineCount);
+      gl.uniform1i(U.u_disc, 1);
       gl.bindBuffer(gl.ARRAY_BUFFER, hiBuf);
       gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
       gl.vertexAttrib1f(2, 9);
@@ -573,6 +713,10 @@ void main() {
     gl: () => gl,
     // The decoded n × k neighbour ids of the matrix shown.
     neighbours: () => D.mats[M].nb,
+    renderer(name) {
+      if (name !== undefined) { force = name === 'points' || name === 'splat' ? name : null; redraw(); }
+      return D ? (useSplat() ? 'splat' : 'points') : (software ? 'software' : 'hardware');
+    },
     screenOf(i) {
       const p = positions.cache, m = mvp, r = canvas.getBoundingClientRect();
       const x = p[i * 3], y = p[i * 3 + 1], z = p[i * 3 + 2];
