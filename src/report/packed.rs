@@ -63,7 +63,8 @@ impl Packed {
                 planes.extend(bytes.iter().skip(p).step_by(w));
             }
             let z85 = super::embeddings::base85::encode(&miniz_oxide::deflate::compress_to_vec(
-                &planes, 9,
+                &planes,
+                super::embeddings::DEFLATE_LEVEL,
             ));
             if z85.len() < b64.len() {
                 return Packed {
