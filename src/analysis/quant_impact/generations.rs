@@ -39,7 +39,9 @@ pub fn first_divergence(base: &[TokenId], member: &[TokenId]) -> Option<usize> {
 }
 
 /// Greedy continuations of `n_tokens` tokens of every prompt (`prompts[i]`
-/// its text, `ids[i]` its tokens) by the reference and every member.
+/// its text, `ids[i]` its tokens) by the reference and every member (fewer
+/// where the prompt nearly fills the sessions' token limit; a prompt that
+/// fills it is left out).
 pub fn generate(
     reference: &mut Session,
     members: &mut [&mut Session],
@@ -49,6 +51,16 @@ pub fn generate(
 ) -> Result<Vec<PromptGenerations>, EngineError> {
     let mut out = Vec::with_capacity(prompts.len());
     for (text, ids) in prompts.iter().zip(ids) {
+        // A prompt near the session's token limit gets a shorter
+        // continuation rather than failing the family.
+        let limit = members
+            .iter()
+            .map(|m| m.options().max_tokens)
+            .fold(reference.options().max_tokens, usize::min);
+        let n_tokens = n_tokens.min(limit.saturating_sub(ids.len()));
+        if ids.is_empty() || n_tokens == 0 {
+            continue;
+        }
         let base = reference.greedy(ids, n_tokens)?;
         let members = members
             .iter_mut()
