@@ -303,9 +303,16 @@ pub fn analyse_model(
     // ggml dequantizes and multiplies, so they run where llama.cpp does.
     let mut candidates = Vec::new();
     if let Some(options) = &opts.embeddings {
+        // The neighbour search's product runs on the analytics device.
+        let mut options = options.clone();
+        if let Some(inference) = &opts.inference {
+            options.device = inference
+                .analytics_device
+                .unwrap_or(inference.session.device);
+        }
         let Output::Embeddings(section, stages) = run(&Job::Embeddings {
             path: path.to_owned(),
-            options: options.clone(),
+            options,
         })?
         else {
             return Err(unexpected());
@@ -357,11 +364,39 @@ pub fn analyse_embeddings(
         .map_err(|e| e.to_string())
         .and_then(|a| runnable::check_embedding(&a).map_err(|e| e.to_string()))
         .map_err(|e| err(EmbeddingError::Analysis(e)))?;
-    let (section, parts) = embeddings::analyse(&gguf, opts).map_err(err)?;
+    // A tied model whose file marks no token unused: the under-trained
+    // indicator's reference set is the tokens whose decode→encode round
+    // trip fails, through llama.cpp's tokenizer (vocabulary only, no
+    // weights). A vocabulary llama.cpp cannot load leaves the row norm.
+    let round_trip = if embeddings::needs_round_trip(&gguf) {
+        let t = Instant::now();
+        let vocab = embeddings::tokens::Vocabulary::from_gguf(&gguf, gguf_vocab_rows(&gguf));
+        let failed = crate::engine::ffi::Model::load_vocab(path)
+            .map(|m| undertrained::round_trip_failures(&m, &vocab));
+        tracing::debug!("embeddings round trip: {:.0} ms", ms(t));
+        match failed {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!("decode→encode round trip not run: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (section, parts) =
+        embeddings::analyse_with(&gguf, opts, round_trip.as_deref()).map_err(err)?;
     for (name, ms) in parts {
         tracing::debug!("embeddings {name}: {ms:.0} ms");
     }
     Ok((section, vec![("embeddings".into(), ms(start))]))
+}
+
+/// Rows of `token_embd.weight` (the vocabulary the view shows).
+fn gguf_vocab_rows(gguf: &crate::gguf::GgufModel) -> usize {
+    gguf.tensor("token_embd.weight")
+        .and_then(|t| t.dims.get(1).copied())
+        .map_or(0, |d| d as usize)
 }
 
 /// Token ids for a prompt, exactly as the model will see them.

@@ -7,7 +7,6 @@ mod common;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use ggviz::analysis::prompts::{self, PromptSpec};
 use ggviz::engine::SessionOptions;
 use ggviz::gguf::synthetic::SyntheticModel;
@@ -79,24 +78,12 @@ fn smollm2() -> &'static (Value, usize) {
     })
 }
 
+/// A packed array of the page (base64, or deflated in byte planes).
 fn unpack(p: &Value) -> Vec<f64> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(p["b64"].as_str().unwrap())
-        .unwrap();
-    let len = p["len"].as_u64().unwrap() as usize;
-    let out: Vec<f64> = match p["dtype"].as_str().unwrap() {
-        "u8" => bytes.iter().map(|&b| f64::from(b)).collect(),
-        "u32" => bytes
-            .chunks(4)
-            .map(|c| f64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        "f32" => bytes
-            .chunks(4)
-            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        other => panic!("dtype {other}"),
-    };
-    assert_eq!(out.len(), len);
+    let packed: ggviz::report::packed::Packed =
+        serde_json::from_value(p.clone()).expect("a packed array");
+    let out = packed.to_f64();
+    assert_eq!(out.len(), packed.len);
     out
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use ggviz::analysis::embeddings::matrix::Matrix;
+use ggviz::analysis::embeddings::matrix::{Matrix, dot};
 use ggviz::analysis::embeddings::neighbours::top_k_by_dot;
 use ggviz::analysis::embeddings::{self, EmbeddingOptions, undertrained};
 use ggviz::gguf::GgufModel;
@@ -43,12 +43,6 @@ fn build_page(model: &Path, out: &Path) -> (u64, EmbeddingsSection) {
     (std::fs::metadata(&page).expect("page").len(), section)
 }
 
-fn u16s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(2)
-        .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-        .collect()
-}
-
 #[test]
 fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     let dir = tempfile::tempdir().expect("dir");
@@ -58,12 +52,13 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     assert_eq!(e.n_vocab, 49152);
     assert!(e.tied);
     let m = &e.matrices[0];
-    assert_eq!(m.method, "reduced");
-    let found = u16s(&m.neighbours.inflate());
+    assert_ne!(m.method, "exact", "49,152 tokens take the all-pairs search");
+    let found = m.neighbour_ids();
     assert_eq!(found.len(), 49152 * 10);
 
     // Exact neighbours of 1,000 tokens spread over the vocabulary, by brute
-    // force over the dequantized rows.
+    // force over the dequantized rows in f32 (another code path: one
+    // ndarray product per block, no 8-bit estimate, no re-ranking).
     let gguf = GgufModel::open(common::smollm2()).expect("model");
     let unit = Matrix::load(&gguf, "token_embd.weight")
         .expect("embeddings")
@@ -74,14 +69,24 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
     let truth = top_k_by_dot(&queries, &unit, 11, false);
     let (mut hits, mut total) = (0, 0);
     for (q, &i) in sample.iter().enumerate() {
-        let exact: Vec<u32> = truth[q]
+        let exact: Vec<(f32, u32)> = truth[q]
             .iter()
-            .map(|&(_, j)| j)
-            .filter(|&j| j as usize != i)
+            .copied()
+            .filter(|&(_, j)| j as usize != i)
             .take(10)
             .collect();
+        let kth = exact.last().map_or(f32::NEG_INFINITY, |p| p.0);
         let got = &found[i * 10..(i + 1) * 10];
-        hits += exact.iter().filter(|j| got.contains(j)).count();
+        // A listed token counts when it is a true neighbour, or ties the
+        // true 10th (identical rows of unused tokens).
+        hits += got
+            .iter()
+            .filter(|&&j| {
+                exact.iter().any(|&(_, e)| e == j)
+                    || dot(unit.row(i), unit.row(j as usize)) >= kth - 1e-6
+            })
+            .count()
+            .min(10);
         total += exact.len();
     }
     let recall = hits as f64 / total as f64;
@@ -89,19 +94,32 @@ fn demo_model_page_fits_and_its_neighbours_reach_the_recall_target() {
         "recall@10 on 1,000 demo tokens: {recall:.4}; the page's own estimate {:.4} on {}",
         m.recall, m.recall_sample
     );
+    // The issue's target, on 1,000 tokens against exact.
+    assert!(recall >= 0.95, "recall@10 {recall}");
     // The page states the recall it measured; it must agree with this
-    // independent measurement on a larger sample.
-    assert!(m.recall_sample >= 100);
+    // independent measurement.
+    assert!(m.recall_sample >= 1000);
     assert!(
-        (f64::from(m.recall) - recall).abs() < 0.08,
+        (f64::from(m.recall) - recall).abs() < 0.02,
         "{} vs {recall}",
         m.recall
     );
-    // The issue's target (recall@10 ≥ 0.95) is NOT reached by the default
-    // reduced search: see `recall_by_reduced_width_and_candidates`.
 
     // The page holds the rest of the view's data.
     assert!(m.quality.pca3 > 0.0 && m.quality.pca3 <= 1.0);
+    // UMAP keeps far more of the neighbours than PCA's three axes do.
+    let (u3, u2) = (
+        m.quality.umap3.expect("umap"),
+        m.quality.umap2.expect("umap"),
+    );
+    eprintln!(
+        "kNN preservation: PCA 3D {:.3} 2D {:.3}, UMAP 3D {u3:.3} 2D {u2:.3}",
+        m.quality.pca3, m.quality.pca2
+    );
+    assert!(u3 > m.quality.pca3 && u2 > m.quality.pca2);
+    let umap = m.umap.as_ref().expect("umap layouts");
+    assert_eq!((umap.coords3.len(), umap.coords2.len()), (3, 2));
+    assert_eq!(umap.coords3[0].dequantize().len(), 49152);
     assert!(m.explained.iter().sum::<f32>() < 1.0);
     assert!(!m.clusters.is_empty());
     assert!(e.analogies.results.len() >= 20);
@@ -140,46 +158,170 @@ fn undertrained_candidates_are_verified_through_llama_cpp() {
     assert!(p.iter().all(|p| (0.0..=1.0).contains(p)), "{p:?}");
 }
 
-/// Recall@10 of reduced-space candidates against the exact neighbours, on
-/// 500 demo tokens, for several reduced widths and candidate counts (the
-/// README's recall figures). Ignored: a study, not a check. Run with
-/// `cargo test --test embeddings recall_by -- --ignored --nocapture`.
+/// The repetition prompts of the under-trained verification run as
+/// sequences of one batch; each must get what it gets decoded alone.
 #[test]
-#[ignore]
-fn recall_by_reduced_width_and_candidates() {
-    use ggviz::analysis::embeddings::projection::pca;
-    let gguf = GgufModel::open(common::smollm2()).expect("model");
-    let unit = Matrix::load(&gguf, "token_embd.weight")
-        .expect("embeddings")
-        .unit_rows();
-    let sample: Vec<usize> = (0..500).map(|i| i * 49152 / 500 + 3).collect();
-    let pick = |m: &Matrix| {
-        let rows: Vec<f32> = sample.iter().flat_map(|&i| m.row(i).to_vec()).collect();
-        Matrix::new(sample.len(), m.dim, rows).expect("rows")
+fn batched_verification_matches_one_prompt_at_a_time() {
+    let options = ggviz::engine::SessionOptions {
+        threads: common::test_threads(),
+        ..Default::default()
     };
-    let truth = top_k_by_dot(&pick(&unit), &unit, 11, false);
-    for dims in [64, 128, 256] {
-        let basis = pca(&unit, dims, false).expect("pca");
-        let reduced = basis.project(&unit);
-        for n_cand in [64, 256, 1024] {
-            let cands = top_k_by_dot(&pick(&reduced), &reduced, n_cand + 1, false);
-            let (mut hits, mut total) = (0, 0);
-            for (q, &i) in sample.iter().enumerate() {
-                let exact: Vec<u32> = truth[q]
-                    .iter()
-                    .map(|&(_, j)| j)
-                    .filter(|&j| j as usize != i)
-                    .take(10)
-                    .collect();
-                let c: Vec<u32> = cands[q].iter().map(|&(_, j)| j).collect();
-                hits += exact.iter().filter(|j| c.contains(j)).count();
-                total += exact.len();
-            }
-            println!(
-                "dims {dims:4} candidates {n_cand:5}: recall@10 {:.4}, explained {:.3}",
-                hits as f64 / total as f64,
-                basis.explained.iter().sum::<f32>()
-            );
+    let mut session =
+        ggviz::engine::Session::load(common::smollm2(), options).expect("the demo model loads");
+    // Two ordinary words, two byte tokens, two from the far end.
+    let ids = [1_000u32, 5_000, 60, 200, 49_000, 49_100];
+    let start = std::time::Instant::now();
+    let batched = undertrained::verify(&mut session, &ids).expect("verification");
+    let batched_ms = start.elapsed().as_secs_f64() * 1e3;
+    let head = session
+        .tokenize("Please repeat the string: \"")
+        .expect("tokens");
+    let start = std::time::Instant::now();
+    for (&c, &p) in ids.iter().zip(&batched) {
+        let seq = undertrained::prompt(&session, c).expect("prompt");
+        assert_eq!(
+            seq[..head.len()],
+            head.iter().map(|t| t.id).collect::<Vec<_>>()[..]
+        );
+        let logits = session.logits(&seq).expect("decode");
+        let last = &logits.data[logits.data.len() - logits.cols..];
+        let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = last.iter().map(|&l| (l - max).exp()).sum();
+        let alone = (last[c as usize] - max).exp() / sum;
+        // Alone, the decode takes other kernels (a batch of 20 rows, not
+        // 120): on this Q4_1 model that moves small probabilities by up to
+        // ~20 % (the kernel gap of the model pages is of that order).
+        assert!(
+            (alone - p).abs() < 5e-3 + 0.25 * alone,
+            "token {c}: batched {p}, alone {alone}"
+        );
+    }
+    // No sequence sees another: the first prompt's logits are the same
+    // whichever prompt shares its batch.
+    let a = undertrained::prompt(&session, 1_000).expect("prompt");
+    let b = undertrained::prompt(&session, 2_000).expect("prompt");
+    let c = undertrained::prompt(&session, 49_000).expect("prompt");
+    assert_eq!(b.len(), c.len());
+    let with_b = session.last_logits(&[&a, &b]).expect("decode");
+    let with_c = session.last_logits(&[&a, &c]).expect("decode");
+    let diff = with_b[0]
+        .iter()
+        .zip(&with_c[0])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "the neighbour changed the logits by {diff}");
+    let other = with_b[1]
+        .iter()
+        .zip(&with_c[1])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(other > 1e-2, "different prompts, different logits");
+    // The shared head decoded once (its cache cells copied to every
+    // sequence) gives what decoding each whole prompt gives.
+    let n = head.len();
+    let shared = session
+        .last_logits_after(&a[..n], &[&a[n..], &b[n..], &c[n..]])
+        .expect("decode");
+    let whole = session.last_logits(&[&a, &b, &c]).expect("decode");
+    for (s, w) in shared.iter().zip(&whole) {
+        let top = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
+        assert_eq!(top(s), top(w), "the same next token");
+        let diff = s
+            .iter()
+            .zip(w)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let softmax = |v: &[f32]| {
+            let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = v.iter().map(|&x| (x - m).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.into_iter().map(|x| x / sum).collect::<Vec<_>>()
+        };
+        let dp = softmax(s)
+            .iter()
+            .zip(softmax(w))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "shared head vs whole prompt: max logit difference {diff}, max probability difference {dp}"
+        );
+        // Other batch shapes take other kernels (see above): of the order
+        // of the model pages' kernel gap, far below what decides a token.
+        assert!(diff < 1.0 && dp < 0.02, "{diff} {dp}");
+    }
+    eprintln!(
+        "{} prompts: batched {batched_ms:.0} ms, one at a time {:.0} ms",
+        ids.len(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// A tied synthetic model marks no token unused (token_type 5): the
+/// under-trained indicator's reference set is then the tokens whose
+/// decode→encode round trip through llama.cpp does not give them back.
+#[test]
+fn tied_model_without_unused_marks_uses_the_round_trip() {
+    use ggviz::analysis::embeddings::tokens::Vocabulary;
+    use ggviz::analysis::embeddings::undertrained::Indicator;
+    use ggviz::engine::ffi::Model;
+    let dir = tempfile::tempdir().expect("dir");
+    let m = SyntheticModel {
+        tied_embeddings: true,
+        ..SyntheticModel::default()
+    };
+    let path = dir.path().join("tied.gguf");
+    std::fs::write(&path, m.writer().to_bytes()).expect("model");
+    let gguf = GgufModel::open(&path).expect("model");
+    assert!(embeddings::needs_round_trip(&gguf));
+    let model = Model::load_vocab(&path).expect("vocabulary-only load");
+    let vocab = Vocabulary::from_gguf(&gguf, m.n_vocab() as usize);
+    let failed = undertrained::round_trip_failures(&model, &vocab);
+    // Checked by hand, token by token, against the same tokenizer.
+    let mut expected = Vec::new();
+    for i in 0..vocab.pieces.len() {
+        if !vocab.reachable(i) {
+            continue;
+        }
+        let id = i as i32;
+        let text = model.detokenize(&[id], false, false);
+        let back = text.map(|t| model.tokenize(&t, false, false).expect("tokenize"));
+        if back.map_or(true, |b| b != [id]) {
+            expected.push(i as u32);
         }
     }
+    eprintln!(
+        "round-trip failures: {:?}",
+        failed
+            .iter()
+            .map(|&i| &vocab.pieces[i as usize])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(failed, expected);
+    assert!(!failed.is_empty(), "the lone `▁` piece does not come back");
+    // Whole words do come back.
+    let paris = vocab
+        .pieces
+        .iter()
+        .position(|p| p == " Paris")
+        .expect("Paris");
+    assert!(!failed.contains(&(paris as u32)));
+    // The build uses them as the reference set and says so.
+    let (e, _) = pipeline::analyse_embeddings(&path, &EmbeddingOptions::default())
+        .expect("embeddings stage");
+    assert_eq!(e.undertrained.indicator, Indicator::UnusedDistance);
+    assert!(
+        e.undertrained
+            .notes
+            .iter()
+            .any(|n| n.contains("round trip")),
+        "{:?}",
+        e.undertrained.notes
+    );
+    assert!(
+        e.undertrained
+            .candidates
+            .iter()
+            .all(|c| !failed.contains(&c.id)),
+        "reference tokens are not candidates"
+    );
 }

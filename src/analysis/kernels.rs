@@ -45,7 +45,7 @@ fn argmax(p: &[f64]) -> usize {
 /// Compares `captured` with `as_run`, both `positions × n_vocab` logits,
 /// row-major. `None` when the shapes differ or there is nothing to compare.
 pub fn compare(captured: &[f32], as_run: &[f32], n_vocab: usize) -> Option<KernelGap> {
-    if n_vocab == 0 || captured.len() != as_run.len() || captured.len() % n_vocab != 0 {
+    if n_vocab == 0 || captured.len() != as_run.len() || !captured.len().is_multiple_of(n_vocab) {
         return None;
     }
     let positions = captured.len() / n_vocab;

@@ -74,6 +74,8 @@ pub struct Session {
     /// Context as people run llama.cpp: no callback, flash attention where
     /// the backend has it (`-fa auto`).
     as_run: Option<Context>,
+    /// Plain context for many short sequences at once.
+    sequences: Option<Context>,
     load_ms: f64,
 }
 
@@ -140,6 +142,7 @@ impl Session {
             observed: None,
             plain: None,
             as_run: None,
+            sequences: None,
             load_ms: ms(start),
         })
     }
@@ -488,6 +491,48 @@ impl Session {
     /// (`llama_model_size`).
     pub fn model_bytes(&self) -> u64 {
         self.model.size_bytes()
+    }
+
+    /// Runs each of `seqs` as its own sequence, all in one batch on
+    /// llama.cpp's plain path, and returns the logits after each one's last
+    /// token: many short prompts for the price of one graph.
+    pub fn last_logits(&mut self, seqs: &[&[TokenId]]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.last_logits_after(&[], seqs)
+    }
+
+    /// [`Session::last_logits`] of `prefix` followed by each of `seqs`, the
+    /// shared prefix decoded once.
+    pub fn last_logits_after(
+        &mut self,
+        prefix: &[TokenId],
+        seqs: &[&[TokenId]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let total: usize = prefix.len() + seqs.iter().map(|s| s.len()).sum::<usize>();
+        for s in seqs {
+            self.check_length(prefix.len() + s.len())?;
+        }
+        let n_tokens = u32::try_from(total.div_ceil(CONTEXT_STEP).max(1) * CONTEXT_STEP)
+            .map_err(|_| EngineError::InvalidRequest("prompts too long".into()))?;
+        let n_seq = u32::try_from(seqs.len().max(1))
+            .map_err(|_| EngineError::InvalidRequest("too many prompts".into()))?;
+        if self
+            .sequences
+            .as_ref()
+            .is_none_or(|c| c.params().n_tokens < n_tokens || c.n_seq() < n_seq as usize)
+        {
+            self.sequences = None;
+            self.sequences = Some(Context::new_sequences(
+                Arc::clone(&self.model),
+                n_tokens,
+                n_seq,
+                u32::try_from(self.threads).unwrap_or(u32::MAX),
+            )?);
+        }
+        let ctx = self
+            .sequences
+            .as_mut()
+            .ok_or_else(|| EngineError::InvalidRequest("no context".into()))?;
+        ctx.decode_sequences_after(prefix, seqs)
     }
 
     /// Runs `ids` as people run llama.cpp (`-fa auto`: flash attention where

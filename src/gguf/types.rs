@@ -176,7 +176,7 @@ impl GgmlType {
     /// is not a whole number of blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let block = u64::from(self.block_size());
-        if n_elements % block != 0 {
+        if !n_elements.is_multiple_of(block) {
             return None;
         }
         (n_elements / block).checked_mul(u64::from(self.type_size()))

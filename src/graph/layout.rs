@@ -92,10 +92,11 @@ pub(super) fn compute(g: &DiGraph<Node, EdgeKind>, layers: &[NodeIndex]) -> Layo
     }
     // Global tensors go where their first user is.
     for i in g.node_indices() {
-        if g[i].kind == NodeKind::Tensor && g[i].parent.is_none() {
-            if let Some(user) = users(g, i).next() {
-                band[i.index()] = band[user.index()];
-            }
+        if g[i].kind == NodeKind::Tensor
+            && g[i].parent.is_none()
+            && let Some(user) = users(g, i).next()
+        {
+            band[i.index()] = band[user.index()];
         }
     }
 

@@ -12,6 +12,7 @@ pub mod embeddings;
 pub mod family;
 pub mod graph;
 pub mod heads;
+pub mod neighbour_code;
 pub mod packed;
 pub mod tensors;
 

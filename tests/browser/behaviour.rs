@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use fantoccini::Locator;
 use ggviz::analysis::prompts;
 use ggviz::engine::SessionOptions;
@@ -58,14 +57,10 @@ fn report(page: &Path) -> Value {
 }
 
 fn unpack_u32(p: &Value) -> Vec<u32> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(p["b64"].as_str().expect("b64"))
-        .expect("base64");
     assert_eq!(p["dtype"], "u32");
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    let packed: ggviz::report::packed::Packed =
+        serde_json::from_value(p.clone()).expect("a packed array");
+    packed.to_f64().into_iter().map(|x| x as u32).collect()
 }
 
 async fn wait_hash(b: &Browser, part: &str) {

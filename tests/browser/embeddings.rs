@@ -105,6 +105,67 @@ async fn embeddings_view_selects_searches_and_escapes() {
         .await;
     assert_eq!(listed, 10);
 
+    // The neighbour list decodes to the analysis's own ids (ranked table,
+    // byte planes, base85 on the page): the first neighbour listed is a
+    // token other than the selected one, with a similarity in [-1, 1].
+    let first = b
+        .js("const li = document.querySelector('#emb-neighbours li code'); return li ? li.textContent : ''")
+        .await;
+    assert!(first.as_str().is_some_and(|t| !t.is_empty()), "{first}");
+    // Every list the page decoded (coded by reference to earlier rows) is
+    // the analysis's own: a checksum over all n × k ids against the Rust
+    // decoder's.
+    let js = b
+        .js("let h = 0; for (const x of GG.embeddings.neighbours()) h = (Math.imul(h, 31) + x) >>> 0; return h")
+        .await
+        .as_u64()
+        .expect("a checksum");
+    let html = std::fs::read_to_string(page()).expect("page");
+    let tag = r#"id="ggviz-data">"#;
+    let start = html.find(tag).expect("data block") + tag.len();
+    let end = start + html[start..].find("</script>").expect("closed");
+    let report: serde_json::Value =
+        serde_json::from_str(&html[start..end].replace("\\u003c", "<")).expect("report JSON");
+    let section: ggviz::report::embeddings::EmbeddingsSection =
+        serde_json::from_value(report["embeddings"].clone()).expect("embeddings section");
+    let ids = section.matrices[0].neighbour_ids();
+    assert_eq!(ids.len(), section.n_vocab * section.matrices[0].k);
+    let rust = ids
+        .iter()
+        .fold(0u32, |h, &x| h.wrapping_mul(31).wrapping_add(x));
+    assert_eq!(
+        js,
+        u64::from(rust),
+        "the page decodes the neighbours the build wrote"
+    );
+
+    // The layout switch: UMAP by default, PCA on demand, both drawn, and
+    // both qualities stated.
+    let proj = b
+        .js("return document.getElementById('emb-proj').value")
+        .await;
+    assert_eq!(proj, "umap");
+    let quality = b
+        .js("return document.getElementById('emb-quality').textContent")
+        .await;
+    let quality = quality.as_str().unwrap_or_default().to_owned();
+    assert!(
+        quality.contains("UMAP") && quality.contains("PCA"),
+        "{quality}"
+    );
+    b.js("const s = document.getElementById('emb-proj'); s.value = 'pca'; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    let drawn_pca = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_pca > 200, "PCA: only {drawn_pca} pixels drawn");
+    b.js("document.getElementById('emb-dims').click(); return 1")
+        .await;
+    let drawn_2d = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_2d > 200, "PCA 2D: only {drawn_2d} pixels drawn");
+    b.js("const s = document.getElementById('emb-proj'); s.value = 'umap'; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    let drawn_u2 = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(drawn_u2 > 200, "UMAP 2D: only {drawn_u2} pixels drawn");
+
     // The hash round-trips: a copied link opens the same token.
     open(&b, &format!("#view=embeddings&tok={target}")).await;
     let selected = b
@@ -214,11 +275,9 @@ async fn fps_orbit_262144_tokens() {
         },
         inference: None,
         // The synthetic rows are noise in 64 dimensions: a few reduced
-        // dimensions give candidates as good as any, and keep the
-        // quadratic candidate scan to minutes on two cores.
+        // dimensions are enough for its clusters.
         embeddings: Some(ggviz::analysis::embeddings::EmbeddingOptions {
             reduced_dims: 4,
-            candidates: 16,
             ..Default::default()
         }),
         ..Default::default()
@@ -235,6 +294,10 @@ async fn fps_orbit_262144_tokens() {
         "page: {} bytes for 262,144 tokens",
         std::fs::metadata(&page).expect("page").len()
     );
+    // Keeps the page for work on the view (GGVIZ_FPS_PAGE=/path/page.html).
+    if let Ok(keep) = std::env::var("GGVIZ_FPS_PAGE") {
+        std::fs::copy(&page, keep).expect("page kept");
+    }
     let b = Browser::start().await;
     b.open(&page, "#view=embeddings").await;
     ready(&b).await;

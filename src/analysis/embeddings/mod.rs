@@ -10,14 +10,17 @@
 
 pub mod analogies;
 pub mod clusters;
+pub mod int8;
 pub mod matrix;
 pub mod neighbours;
 pub mod projection;
 pub mod tokens;
+pub mod umap;
 pub mod undertrained;
 
 use std::time::Instant;
 
+use crate::engine::Device;
 use crate::gguf::GgufModel;
 use crate::report::embeddings::{EmbeddingsSection, MatrixSection};
 
@@ -30,16 +33,18 @@ use tokens::Vocabulary;
 pub struct EmbeddingOptions {
     /// Neighbours per token.
     pub k: usize,
-    /// Dimensions of the reduced space where candidates are found.
+    /// Dimensions of the reduced space the clusters and the page's free
+    /// analogies work in.
     pub reduced_dims: usize,
-    /// Candidates per token re-ranked with the full vectors.
-    pub candidates: usize,
-    /// Vocabularies up to this size get the exact search.
-    pub exact_limit: usize,
+    /// The analytics device: where the neighbour search's product runs when
+    /// it is not the CPU's 8-bit kernel (see [`neighbours::search`]).
+    #[serde(default)]
+    pub device: Device,
     /// k-means groups.
     pub clusters: usize,
     /// Tokens the projection-quality figure is averaged over (all when the
-    /// vocabulary is smaller).
+    /// vocabulary is smaller: by default the whole vocabulary, which a k-d
+    /// tree makes cheap).
     pub quality_sample: usize,
     /// Tokens the reduced search's recall is measured on.
     pub recall_sample: usize,
@@ -47,6 +52,13 @@ pub struct EmbeddingOptions {
     pub analogy_subset: usize,
     pub analogies: Vec<Quadruple>,
     pub seed: u64,
+    /// The UMAP layouts; `None` leaves them out (PCA only).
+    #[serde(default = "default_umap")]
+    pub umap: Option<umap::UmapOptions>,
+}
+
+fn default_umap() -> Option<umap::UmapOptions> {
+    Some(umap::UmapOptions::default())
 }
 
 impl Default for EmbeddingOptions {
@@ -54,15 +66,15 @@ impl Default for EmbeddingOptions {
         EmbeddingOptions {
             k: 10,
             reduced_dims: 64,
-            candidates: 64,
-            exact_limit: neighbours::EXACT_LIMIT,
+            device: Device::Cpu,
             clusters: 16,
-            quality_sample: 2000,
-            recall_sample: 200,
+            quality_sample: usize::MAX,
+            recall_sample: 1000,
             analogy_subset: 2048,
             analogies: analogies::parse(analogies::BUNDLED, "content/analogies.toml")
                 .unwrap_or_default(),
             seed: 0x6776,
+            umap: default_umap(),
         }
     }
 }
@@ -88,8 +100,8 @@ pub struct MatrixAnalysis {
     pub name: String,
     pub norms: Vec<f32>,
     pub neighbours: neighbours::Neighbours,
-    /// `exact` or `reduced`.
-    pub method: &'static str,
+    /// How the neighbours were found.
+    pub method: neighbours::Method,
     /// Recall@k of the neighbours against an exact search on a sample of
     /// tokens (1 for the exact search), and the sample's size.
     pub recall: (f32, usize),
@@ -98,9 +110,23 @@ pub struct MatrixAnalysis {
     /// kNN preservation @k of the 3D and 2D PCA layouts.
     pub quality: [f32; 2],
     pub quality_sample: usize,
+    /// UMAP of the neighbour graph, 3D and 2D, when asked for.
+    pub umap: Option<UmapLayouts>,
     pub clusters: clusters::Clusters,
     /// Reduced unit rows (the candidate space), kept for free analogies.
     pub reduced: Matrix,
+}
+
+/// The UMAP layouts of one matrix and their faithfulness.
+#[derive(Debug, Clone)]
+pub struct UmapLayouts {
+    /// `n × 3`.
+    pub three: Matrix,
+    /// `n × 2`.
+    pub two: Matrix,
+    /// kNN preservation @k of the 3D and 2D layouts (same sample as PCA's).
+    pub quality: [f32; 2],
+    pub epochs: usize,
 }
 
 /// Analyses one embedding matrix.
@@ -116,40 +142,23 @@ pub fn analyse_matrix(
     let reduced = basis.project(&unit);
     timings.push(("reduce", ms(t)));
     let t = Instant::now();
-    let (nb, method) = if m.n_rows <= opts.exact_limit {
-        (neighbours::exact(&unit, opts.k), "exact")
-    } else {
-        (
-            neighbours::reranked(&unit, &reduced, opts.k, opts.candidates),
-            "reduced",
-        )
-    };
-    // The reduced search's recall, measured on a sample against the exact
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (nb, method) = neighbours::search(&unit, opts.k, opts.device, threads)?;
+    timings.push(("neighbours", ms(t)));
+    // The search's recall, measured on a sample against an exact f32
     // search (a few GFLOP), so the page can say how far to trust it.
-    let recall = if method == "exact" {
+    let t = Instant::now();
+    let recall = if method == neighbours::Method::Exact {
         (1.0, m.n_rows)
     } else {
         let sample = projection::sample(m.n_rows, opts.recall_sample);
-        let rows: Vec<f32> = sample.iter().flat_map(|&i| unit.row(i).to_vec()).collect();
-        let queries = Matrix::new(sample.len(), unit.dim, rows)
-            .ok_or_else(|| EmbeddingError::Analysis("recall sample shape".into()))?;
-        let truth = neighbours::top_k_by_dot(&queries, &unit, opts.k + 1, false);
-        let mut hits = 0;
-        for (q, &i) in sample.iter().enumerate() {
-            let found = nb.of(i);
-            hits += truth[q]
-                .iter()
-                .filter(|&&(_, j)| j as usize != i)
-                .take(opts.k)
-                .filter(|(_, j)| found.contains(j))
-                .count();
-        }
+        let truth = neighbours::exact_for(&unit, &sample, opts.k);
         (
-            hits as f32 / (sample.len() * opts.k).max(1) as f32,
+            neighbours::recall(&nb, &truth, &sample) as f32,
             sample.len(),
         )
     };
-    timings.push(("neighbours", ms(t)));
+    timings.push(("recall", ms(t)));
     let t = Instant::now();
     let layout = projection::pca(m, 3, true)?;
     let coords = layout.project(m);
@@ -159,6 +168,26 @@ pub fn analyse_matrix(
         projection::knn_preservation(&coords, 2, &nb, &sample),
     ];
     timings.push(("projection", ms(t)));
+    let umap = match &opts.umap {
+        Some(u) => {
+            let t = Instant::now();
+            let (three, two) = umap::layouts(&nb, &coords, u);
+            timings.push(("umap", ms(t)));
+            let t = Instant::now();
+            let quality = [
+                projection::knn_preservation(&three, 3, &nb, &sample),
+                projection::knn_preservation(&two, 2, &nb, &sample),
+            ];
+            timings.push(("umap quality", ms(t)));
+            Some(UmapLayouts {
+                three,
+                two,
+                quality,
+                epochs: u.epochs.unwrap_or_else(|| umap::default_epochs(m.n_rows)),
+            })
+        }
+        None => None,
+    };
     let t = Instant::now();
     let clusters = clusters::kmeans(&reduced, opts.clusters, opts.seed, 8)?;
     timings.push(("clusters", ms(t)));
@@ -173,6 +202,7 @@ pub fn analyse_matrix(
             explained: layout.explained,
             quality,
             quality_sample: sample.len(),
+            umap,
             clusters,
             reduced,
         },
@@ -189,6 +219,28 @@ pub fn analyse(
     gguf: &GgufModel,
     opts: &EmbeddingOptions,
 ) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
+    analyse_with(gguf, opts, None)
+}
+
+/// Whether the under-trained indicator needs the decode→encode round trip:
+/// a tied model (no `output.weight`) whose file marks no token unused.
+pub fn needs_round_trip(gguf: &GgufModel) -> bool {
+    let n = gguf
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map_or(0, |a| a.len());
+    let vocab = Vocabulary::from_gguf(gguf, n);
+    gguf.tensor("output.weight").is_none() && !vocab.types.contains(&tokens::token_type::UNUSED)
+}
+
+/// [`analyse`], with the tokens whose decode→encode round trip fails
+/// ([`undertrained::round_trip_failures`]) when the caller could compute
+/// them (it needs llama.cpp's tokenizer).
+pub fn analyse_with(
+    gguf: &GgufModel,
+    opts: &EmbeddingOptions,
+    round_trip: Option<&[u32]>,
+) -> Result<(EmbeddingsSection, Timings), EmbeddingError> {
     let mut timings = Timings::new();
     let t = Instant::now();
     let embd = Matrix::load(gguf, "token_embd.weight")?;
@@ -202,7 +254,7 @@ pub fn analyse(
     let tied = output.is_none();
     let (input, unit) = analyse_matrix(&embd, "token_embd.weight", opts, &mut timings)?;
     let t = Instant::now();
-    let under = undertrained::indicator(&embd, &vocab, tied);
+    let under = undertrained::indicator(&embd, &vocab, tied, round_trip);
     let results = analogies::evaluate(&unit, &vocab.pieces, &opts.analogies);
     timings.push(("analogies", ms(t)));
     drop(unit);

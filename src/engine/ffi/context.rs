@@ -143,6 +143,141 @@ impl Context {
         })
     }
 
+    /// A plain context (no callback, flash attention off) that decodes up to
+    /// `n_seq` independent sequences of `n_tokens` tokens in all at once
+    /// ([`Context::decode_sequences`]): one graph for many short prompts.
+    pub fn new_sequences(
+        model: Arc<Model>,
+        n_tokens: u32,
+        n_seq: u32,
+        n_threads: u32,
+    ) -> Result<Context, EngineError> {
+        init();
+        let invalid = |what: &str| EngineError::InvalidRequest(format!("context: {what}"));
+        if n_tokens == 0 || n_seq == 0 || n_seq > n_tokens {
+            return Err(invalid("sequences need at least one token each"));
+        }
+        let threads = i32::try_from(n_threads.max(1)).map_err(|_| invalid("threads"))?;
+        // SAFETY: returns a plain struct by value.
+        let mut cp = unsafe { sys::llama_context_default_params() };
+        cp.n_ctx = n_tokens;
+        cp.n_batch = n_tokens;
+        cp.n_ubatch = n_tokens;
+        cp.n_seq_max = n_seq;
+        // One cache for all sequences, each cell tagged with its sequence:
+        // the total, not a per-sequence share, bounds the prompts.
+        cp.kv_unified = true;
+        cp.n_threads = threads;
+        cp.n_threads_batch = threads;
+        cp.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        cp.swa_full = true;
+        cp.no_perf = true;
+        cp.embeddings = false;
+        clear_last_error();
+        // SAFETY: the model is live (held by the Arc stored below).
+        let raw = unsafe { sys::llama_init_from_model(model.ptr.as_ptr(), cp) };
+        let ptr = NonNull::new(raw).ok_or_else(|| EngineError::Context {
+            n_ctx: n_tokens,
+            reason: take_last_error(),
+        })?;
+        Ok(Context {
+            ptr,
+            slot: Box::default(),
+            params: ContextParams {
+                n_tokens,
+                n_threads: n_threads.max(1),
+                observable: false,
+                flash_attention: false,
+            },
+            model,
+        })
+    }
+
+    /// The sequences this context holds at once.
+    pub fn n_seq(&self) -> usize {
+        // SAFETY: the context is live.
+        usize::try_from(unsafe { sys::llama_n_seq_max(self.ptr.as_ptr()) }).unwrap_or(1)
+    }
+
+    /// Runs every sequence of `seqs` (each at positions 0, 1, ... of its own
+    /// sequence id, so none sees another) as one batch and returns the
+    /// logits of each sequence's last token. Needs a context made by
+    /// [`Context::new_sequences`] with room for them.
+    pub fn decode_sequences(&mut self, seqs: &[&[TokenId]]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.decode_sequences_after(&[], seqs)
+    }
+
+    /// [`Context::decode_sequences`] for sequences that all start with
+    /// `prefix`: the prefix is decoded once, as sequence 0, and its cache
+    /// cells are shared with every other sequence (`llama_memory_seq_cp`
+    /// on the unified cache), so only the suffixes cost compute.
+    pub fn decode_sequences_after(
+        &mut self,
+        prefix: &[TokenId],
+        seqs: &[&[TokenId]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let total: usize = prefix.len() + seqs.iter().map(|s| s.len()).sum::<usize>();
+        if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if total > self.params.n_tokens as usize || seqs.len() > self.n_seq() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} sequences of {total} tokens do not fit a context made for {} sequences of {} tokens",
+                seqs.len(),
+                self.n_seq(),
+                self.params.n_tokens
+            )));
+        }
+        if let Some(&bad) = seqs
+            .iter()
+            .flat_map(|s| s.iter())
+            .chain(prefix)
+            .find(|&&t| !self.model.valid(t))
+        {
+            return Err(self.model.bad_token(bad));
+        }
+        // SAFETY: the context is live; clearing the memory starts every
+        // sequence afresh.
+        let memory = unsafe { sys::llama_get_memory(self.ptr.as_ptr()) };
+        // SAFETY: as above.
+        unsafe { sys::llama_memory_clear(memory, true) };
+        if !prefix.is_empty() {
+            self.decode_batch(&Batch::sequences(&[prefix], 0))?;
+            for seq in 1..seqs.len() {
+                let seq = i32::try_from(seq).unwrap_or(i32::MAX);
+                // SAFETY: sequence ids below `n_seq` (checked above) of a
+                // live context; the whole of sequence 0 is shared.
+                unsafe { sys::llama_memory_seq_cp(memory, 0, seq, -1, -1) };
+            }
+        }
+        self.decode_batch(&Batch::sequences(seqs, prefix.len()))?;
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for s in seqs {
+            at += s.len();
+            let row = self.logits(at - 1).ok_or_else(|| EngineError::Decode {
+                status: 0,
+                reason: Some(format!("no logits for batch position {}", at - 1)),
+            })?;
+            out.push(row.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn decode_batch(&mut self, batch: &Batch) -> Result<(), EngineError> {
+        clear_last_error();
+        // SAFETY: the batch is valid (see `Batch::sequences`) and lives until
+        // the call returns; this context has no callback.
+        let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
+        if status != 0 {
+            return Err(EngineError::Decode {
+                status,
+                reason: take_last_error(),
+            });
+        }
+        Ok(())
+    }
+
     /// The parameters the context was made with.
     pub fn params(&self) -> ContextParams {
         self.params
@@ -308,6 +443,37 @@ impl Batch {
                 *raw.n_seq_id.add(i) = 1;
                 **raw.seq_id.add(i) = 0;
                 *raw.logits.add(i) = i8::from(all_logits || i == last);
+            }
+            raw.n_tokens = n;
+            Batch { raw }
+        }
+    }
+}
+
+impl Batch {
+    /// Each of `seqs` as its own sequence (ids 0, 1, ...) at positions
+    /// `start..start + len`, logits requested at each sequence's last token
+    /// only. The caller checked that the total fits an `i32`.
+    fn sequences(seqs: &[&[TokenId]], start: usize) -> Batch {
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let n = i32::try_from(total).unwrap_or(i32::MAX);
+        // SAFETY: allocates arrays of `n` entries (one seq id each), which are
+        // filled completely below before the batch is used.
+        unsafe {
+            let mut raw = sys::llama_batch_init(n, 0, 1);
+            let mut i = 0usize;
+            for (seq, tokens) in seqs.iter().enumerate() {
+                for (pos, &t) in tokens.iter().enumerate() {
+                    if i >= to_usize(n) {
+                        break;
+                    }
+                    *raw.token.add(i) = t;
+                    *raw.pos.add(i) = i32::try_from(start + pos).unwrap_or(i32::MAX);
+                    *raw.n_seq_id.add(i) = 1;
+                    **raw.seq_id.add(i) = i32::try_from(seq).unwrap_or(i32::MAX);
+                    *raw.logits.add(i) = i8::from(pos + 1 == tokens.len());
+                    i += 1;
+                }
             }
             raw.n_tokens = n;
             Batch { raw }

@@ -31,7 +31,7 @@ pub fn dequantize(ggml_type: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<
             ggml_type.name()
         ));
     }
-    if out.len() % block != 0 || bytes.len() != out.len() / block * traits.type_size {
+    if !out.len().is_multiple_of(block) || bytes.len() != out.len() / block * traits.type_size {
         return Err(format!(
             "{} bytes of {} do not hold {} values",
             bytes.len(),
@@ -100,7 +100,11 @@ pub fn round_like_cpu_matmul(
         )
     };
     let block = usize::try_from(traits.blck_size).unwrap_or(0);
-    if block == 0 || row_len == 0 || row_len % block != 0 || x.len() % row_len != 0 {
+    if block == 0
+        || row_len == 0
+        || !row_len.is_multiple_of(block)
+        || !x.len().is_multiple_of(row_len)
+    {
         return Err(format!(
             "rows of {row_len} values do not split into {} blocks of {block}",
             lossy_static(traits.type_name)

@@ -107,7 +107,7 @@ impl DeviceMatrix {
         let (Ok(ne0), Ok(ne1)) = (i64::try_from(n_in), i64::try_from(n_out)) else {
             return Err(err("too large".into()));
         };
-        if block == 0 || n_in == 0 || n_out == 0 || n_in % block != 0 {
+        if block == 0 || n_in == 0 || n_out == 0 || !n_in.is_multiple_of(block) {
             return Err(err(format!(
                 "{n_out} rows of {n_in} {} values cannot be multiplied by ggml",
                 ggml_type.name()
@@ -219,7 +219,7 @@ impl DeviceMatrix {
     /// products with the matrix's rows, written to `out` (`rows × n_out`).
     pub fn product(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
         let rows = x.len() / self.n_in;
-        if rows == 0 || x.len() % self.n_in != 0 || out.len() < rows * self.n_out {
+        if rows == 0 || !x.len().is_multiple_of(self.n_in) || out.len() < rows * self.n_out {
             return Err(EngineError::InvalidRequest(format!(
                 "product with {}: {} inputs and room for {} outputs do not fit rows of {} → {}",
                 self.name,

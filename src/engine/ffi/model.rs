@@ -43,6 +43,27 @@ unsafe impl Sync for Model {}
 impl Model {
     /// Loads the GGUF file at `path`, memory-mapped, onto `params.device`.
     pub fn load(path: &Path, params: &ModelParams) -> Result<Model, EngineError> {
+        Model::load_with(path, params, false)
+    }
+
+    /// Loads only the vocabulary of the GGUF file at `path` (no tensor is
+    /// read): enough to tokenize and detokenize without a session.
+    pub fn load_vocab(path: &Path) -> Result<Model, EngineError> {
+        Model::load_with(
+            path,
+            &ModelParams {
+                device: Device::Cpu,
+                gpu_layers: None,
+            },
+            true,
+        )
+    }
+
+    fn load_with(
+        path: &Path,
+        params: &ModelParams,
+        vocab_only: bool,
+    ) -> Result<Model, EngineError> {
         init();
         // A NULL-terminated device list: empty means CPU only (a null *list*
         // would mean "every device llama.cpp found").
@@ -61,6 +82,7 @@ impl Model {
         mp.split_mode = sys::LLAMA_SPLIT_MODE_NONE;
         mp.main_gpu = 0;
         mp.load_mode = sys::LLAMA_LOAD_MODE_MMAP;
+        mp.vocab_only = vocab_only;
         mp.n_gpu_layers = match params.device {
             Device::Cpu => 0,
             Device::Cuda(_) => params

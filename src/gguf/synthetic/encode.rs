@@ -86,7 +86,7 @@ pub(super) fn storage_type(chosen: GgmlType, dims: &[u64], suffix: &str) -> Ggml
         return GgmlType::F32;
     }
     let block = u64::from(chosen.block_size()).max(1);
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return GgmlType::F16;
     }
     chosen

@@ -109,8 +109,10 @@
     document.body.classList.add('ready');
   }
 
-  window.addEventListener('DOMContentLoaded', () => {
+  window.addEventListener('DOMContentLoaded', async () => {
     try {
+      // The large arrays arrive deflated; inflate them before any view reads.
+      GG.data = await GG.inflatePacked(JSON.parse(document.getElementById('ggviz-data').textContent));
       boot();
     } catch (err) {
       const box = document.getElementById('views');

@@ -3,7 +3,7 @@
 'use strict';
 (function (GG) {
   GG.loadReport = function () {
-    const raw = JSON.parse(document.getElementById('ggviz-data').textContent);
+    const raw = GG.data ?? JSON.parse(document.getElementById('ggviz-data').textContent);
     const R = raw;
     const t = raw.tensors;
     R.tensors = {

@@ -1,7 +1,7 @@
 // View 6, Embeddings: the model's own token-embedding matrix for the whole
-// vocabulary, as a WebGL2 point cloud (PCA, 3D orbit or 2D), with each
+// vocabulary, as a WebGL2 point cloud (UMAP or PCA, 3D orbit or 2D), with each
 // token's nearest neighbours, clusters, under-trained candidates and word
-// analogies. The big arrays arrive raw-deflated (docs/report.md) and are
+// analogies. The big arrays arrive raw-deflated in base85 (docs/report.md) and are
 // inflated once with the browser's DecompressionStream.
 //
 // The cloud is one static buffer and one GL_POINTS draw call; a frame only
@@ -39,25 +39,63 @@ void main() {
   let M = 0;             // the matrix shown (0 input, 1 output)
   let mode = 'cluster';
   let dims = 3;
+  let proj = 'umap';     // 'umap' (when the page has it) or 'pca'
   const cam = { yaw: 0.6, pitch: 0.35, dist: 2.6, x: 0, y: 0 };
   let shown = false, frame = 0, mvp = null;
   let info, listBox, searchBox, results, modeSel, legend, side, status, promptSet = null;
 
+  const WIDTH = { u8: 1, u16: 2, u32: 4 };
+  const TYPED = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array };
+  // A Deflated array (docs/report.md) as its typed array.
   async function inflate(d) {
-    const bin = atob(d.deflate);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
-    const buf = await new Response(stream).arrayBuffer();
-    const T = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array }[d.dtype];
-    return new T(buf, 0, d.len);
+    const w = WIDTH[d.dtype];
+    if (!w) throw new Error(`unknown deflated dtype ${d.dtype}`);
+    const b = await GG.inflatePlanes(d.deflate, d.len, w);
+    return new TYPED[d.dtype](b.buffer, 0, d.len);
   }
   // Similarity rows arrive as the first byte then drops (docs/report.md).
   function undelta(q, k) {
     for (let r = 0; r < q.length; r += k) for (let j = 1; j < k; j++) q[r + j] = q[r + j - 1] - q[r + j];
     return q;
   }
-  const dequant = (q, x) => q.min + (x / 65535) * (q.max - q.min);
+  const top = (q) => 2 ** (q.bits ?? 16) - 1;
+  const dequant = (q, x) => q.min + (x / top(q)) * (q.max - q.min);
+  // Neighbours arrive coded by reference to the rows before them
+  // (src/report/neighbour_code.rs, docs/report.md): a code c > 0 is the
+  // (c - 1)-th token of a candidate list both sides build the same way; 0
+  // takes the next escape, a rank in the table of ids.
+  const CAP = 255;
+  async function neighbourIds(m) {
+    const [codes, esc, table] = await Promise.all(
+      [inflate(m.neighbours), inflate(m.neighbour_escapes), inflate(m.neighbour_ids)]);
+    const k = m.k, n = codes.length / k;
+    const ids = new Uint32Array(n * k);
+    const head = new Int32Array(n).fill(-1), next = new Int32Array(n * k).fill(-1);
+    const mark = new Uint32Array(n), cand = new Uint32Array(CAP);
+    let len = 0, e = 0;
+    for (let i = 0; i < n; i++) {
+      const stamp = i + 1;
+      len = 0;
+      const add = (x) => {
+        if (x < n && x !== i && mark[x] !== stamp && len < CAP) { mark[x] = stamp; cand[len++] = x; }
+      };
+      const addRow = (r) => { for (let s = 0; s < k && len < CAP; s++) add(ids[r * k + s]); };
+      for (let f = head[i]; f >= 0 && len < CAP; f = next[f]) add(Math.floor(f / k));
+      for (let f = head[i]; f >= 0 && len < CAP; f = next[f]) addRow(Math.floor(f / k));
+      for (let s = 0; s < k; s++) {
+        const c = codes[i * k + s];
+        const x = c === 0 ? table[esc[e++]] : cand[c - 1];
+        ids[i * k + s] = x;
+        if (x < i) { add(x); addRow(x); }
+      }
+      for (let s = 0; s < k; s++) {
+        const x = ids[i * k + s], f = i * k + s;
+        if (x < n) { next[f] = head[x]; head[x] = f; }
+      }
+    }
+    return ids;
+  }
+  const axes = (qs) => Promise.all(qs.map((q) => inflate(q.q)));
 
   async function decode() {
     const pieces = JSON.parse(new TextDecoder().decode(await inflate(E.pieces)));
@@ -65,8 +103,10 @@ void main() {
     for (const m of E.matrices) {
       out.mats.push({
         m,
-        nb: await inflate(m.neighbours), sims: undelta(await inflate(m.sims), m.k),
-        c: [await inflate(m.coords[0].q), await inflate(m.coords[1].q), await inflate(m.coords[2].q)],
+        nb: await neighbourIds(m), sims: undelta(await inflate(m.sims), m.k),
+        c: await axes(m.coords),
+        u3: m.umap ? await axes(m.umap.coords3) : null,
+        u2: m.umap ? await axes(m.umap.coords2) : null,
         norms: await inflate(m.norms.q), cluster: await inflate(m.cluster),
       });
     }
@@ -82,18 +122,32 @@ void main() {
   const piece = (i) => GG.showPiece(D.pieces[i] ?? '');
   const n = () => E.n_vocab;
 
-  // Positions in [-1, 1], each axis scaled by its share of the widest
-  // range so the layout keeps PCA's proportions.
-  function positions() {
+  // The layout shown: PCA (its 2D is the first two axes of the 3D one) or
+  // UMAP (a 3D and a separate 2D layout).
+  const useUmap = () => proj === 'umap' && !!D.mats[M].u3;
+  function layoutAxes() {
     const X = D.mats[M];
-    const span = X.m.coords.map((q) => q.max - q.min);
+    if (!useUmap()) return [X.m.coords, X.c];
+    return dims === 3 ? [X.m.umap.coords3, X.u3] : [X.m.umap.coords2, X.u2];
+  }
+  // Positions in [-1, 1], each axis scaled by its share of the widest
+  // range so the layout keeps its proportions (z = 0 for a 2D layout).
+  function positions() {
+    const [qs, cs] = layoutAxes();
+    const span = qs.map((q) => q.max - q.min);
     const w = Math.max(...span, 1e-9);
     const out = new Float32Array(n() * 3);
-    for (let a = 0; a < 3; a++) {
-      const f = (2 * span[a]) / w, c = X.c[a];
-      for (let i = 0; i < n(); i++) out[i * 3 + a] = (c[i] / 65535 - 0.5) * f;
-    }
+    qs.forEach((q, a) => {
+      const f = (2 * span[a]) / w, c = cs[a], t = top(q);
+      for (let i = 0; i < n(); i++) out[i * 3 + a] = (c[i] / t - 0.5) * f;
+    });
     return out;
+  }
+  // New positions after a switch of matrix, projection or dimensions.
+  function relayout() {
+    positions.cache = positions();
+    gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
+    gl.bufferData(gl.ARRAY_BUFFER, positions.cache, gl.STATIC_DRAW);
   }
 
   function colorOf(i) {
@@ -102,9 +156,9 @@ void main() {
       case 'cluster': return GG.hexToRgb(GG.categoryColor(X.cluster[i]));
       case 'script': return GG.hexToRgb(GG.categoryColor(D.scripts[i]));
       case 'type': return GG.hexToRgb(GG.categoryColor(D.types[i]));
-      case 'norm': return GG.ramp(X.norms[i] / 65535);
+      case 'norm': return GG.ramp(X.norms[i] / top(X.m.norms));
       case 'id': return GG.ramp(i / Math.max(1, n() - 1));
-      default: return GG.ramp(1 - D.under[i] / 65535);
+      default: return GG.ramp(1 - D.under[i] / top(E.undertrained.values));
     }
   }
 
@@ -115,7 +169,7 @@ void main() {
       const c = colorOf(i);
       out[i * 5] = c[0]; out[i * 5 + 1] = c[1]; out[i * 5 + 2] = c[2];
       out[i * 5 + 3] = promptSet ? (promptSet.has(i) ? 255 : 50) : 200;
-      out[i * 5 + 4] = 1 + Math.round((X.norms[i] / 65535) * 5);
+      out[i * 5 + 4] = 1 + Math.round((X.norms[i] / top(X.m.norms)) * 5);
     }
     return out;
   }
@@ -141,7 +195,7 @@ void main() {
   function upload() {
     gl.bindVertexArray(vao);
     gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
-    gl.bufferData(gl.ARRAY_BUFFER, positions(), gl.STATIC_DRAW);
+    gl.bufferData(gl.ARRAY_BUFFER, positions.cache, gl.STATIC_DRAW);
     gl.enableVertexAttribArray(0);
     gl.vertexAttribPointer(0, 3, gl.FLOAT, false, 0, 0);
     uploadColours();
@@ -292,7 +346,7 @@ void main() {
       const id = X.nb[t * k + j];
       ol.append(GG.el('li', {}, tokenChip(id, sim(X.sims[t * k + j]).toFixed(3))));
     }
-    info.append(GG.el('h4', { text: `${k} nearest by cosine (${X.m.method === 'exact' ? 'exact' : `approximate: recall@${k} ${GG.fmtPct(X.m.recall)} on ${X.m.recall_sample} sampled tokens`})` }), ol);
+    info.append(GG.el('h4', { text: `${k} nearest by cosine (${X.m.method === 'exact' ? 'exact' : `${X.m.method}: recall@${k} ${GG.fmtPct(X.m.recall)} against an exact search on ${X.m.recall_sample} sampled tokens`})` }), ol);
     const occ = occurrences(t);
     if (occ.length) {
       info.append(GG.el('h4', { text: 'In the prompts' }), ...occ.slice(0, 6).map(([p, at, name]) =>
@@ -303,8 +357,12 @@ void main() {
   function renderSide() {
     GG.clear(side);
     const X = D.mats[M], q = X.m.quality;
+    const kept = (a, b) => `${GG.fmtPct(a)} in 3D, ${GG.fmtPct(b)} in 2D`;
     side.append(GG.el('h4', { text: 'Projection quality' }),
-      GG.el('p', { id: 'emb-quality', text: `PCA explains ${X.m.explained.map((v) => GG.fmtPct(v)).join(' + ')} of the variance. Of each token’s ${X.m.k} nearest neighbours, ${GG.fmtPct(q.pca3)} are among its ${X.m.k} nearest points in 3D, ${GG.fmtPct(q.pca2)} in 2D (mean over ${GG.fmtInt(q.sample)} tokens).` }));
+      GG.el('p', { id: 'emb-quality', text: `Of each token’s ${X.m.k} nearest neighbours, the share among its ${X.m.k} nearest points in the layout (mean over ${GG.fmtInt(q.sample)} tokens): ` +
+        (q.umap3 != null ? `UMAP ${kept(q.umap3, q.umap2)}; ` : '') +
+        `PCA ${kept(q.pca3, q.pca2)}. PCA’s three axes explain ${X.m.explained.map((v) => GG.fmtPct(v)).join(' + ')} of the variance.` +
+        (X.m.umap ? ` UMAP: ${X.m.umap.epochs} epochs over the ${X.m.k}-neighbour graph.` : ' This page has no UMAP layout.') }));
     const cl = GG.el('ol', { class: 'emb-clusters', id: 'emb-clusters' });
     X.m.clusters.forEach((c, k) => cl.append(GG.el('li', {},
       GG.el('i', { class: 'sw', style: { background: GG.categoryColor(k) } }), `${GG.fmtInt(c.size)} · `,
@@ -468,7 +526,12 @@ void main() {
       const matSel = E.matrices.length > 1 ? GG.el('select', { id: 'emb-matrix', onchange: (e) => { M = Number(e.target.value); positions.cache = positions(); upload(); renderSide(); render(); } },
         ...E.matrices.map((m, k) => GG.el('option', { value: String(k), text: m.label }))) : null;
       const dimBtn = GG.el('button', { type: 'button', id: 'emb-dims', text: '2D', onclick: () => {
-        dims = dims === 3 ? 2 : 3; dimBtn.textContent = dims === 3 ? '2D' : '3D'; redraw(); } });
+        dims = dims === 3 ? 2 : 3; dimBtn.textContent = dims === 3 ? '2D' : '3D';
+        if (D) { relayout(); render(); } else redraw(); } });
+      const hasUmap = E.matrices.some((m) => m.umap);
+      if (!hasUmap) proj = 'pca';
+      const projSel = GG.el('select', { id: 'emb-proj', disabled: !hasUmap, onchange: (e) => { proj = e.target.value; if (D) { relayout(); render(); } } },
+        ...[['umap', 'UMAP'], ['pca', 'PCA']].map(([v, t]) => GG.el('option', { value: v, text: t, selected: v === proj })));
       showPrompt = GG.el('input', { type: 'checkbox', id: 'emb-prompt', disabled: !R.behaviour, onchange: () => render() });
       searchBox = GG.el('input', { type: 'search', id: 'emb-search', placeholder: 'search the vocabulary  /', autocomplete: 'off' });
       results = GG.el('ul', { class: 'emb-results', id: 'emb-results', hidden: true });
@@ -479,7 +542,7 @@ void main() {
       root.append(
         GG.el('div', { class: 'toolbar' },
           matSel ? GG.el('label', {}, 'Matrix ', matSel) : GG.el('span', { class: 'hint', text: E.tied ? 'tied: the input embedding is also the output head' : '' }),
-          GG.el('label', {}, 'Colour ', modeSel), dimBtn,
+          GG.el('label', {}, 'Layout ', projSel), GG.el('label', {}, 'Colour ', modeSel), dimBtn,
           GG.el('label', {}, showPrompt, 'prompt tokens'),
           GG.el('span', { class: 'emb-search-box' }, searchBox, results), legend, status),
         GG.el('div', { class: 'emb-body' },
@@ -508,6 +571,8 @@ void main() {
   GG.embeddings = {
     orbit(step) { cam.yaw += step; draw(); },
     gl: () => gl,
+    // The decoded n × k neighbour ids of the matrix shown.
+    neighbours: () => D.mats[M].nb,
     screenOf(i) {
       const p = positions.cache, m = mvp, r = canvas.getBoundingClientRect();
       const x = p[i * 3], y = p[i * 3 + 1], z = p[i * 3 + 2];
