@@ -12,12 +12,17 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::embeddings::EmbeddingError;
+use crate::analysis::quant_impact::generations::{self, PromptGenerations};
 use crate::analysis::quant_impact::imatrix::{self, Imatrix, ImatrixOptions};
-use crate::analysis::quant_impact::layers::{MemberLayers, measure_layers};
+use crate::analysis::quant_impact::layers::{LensHeads, MemberLayers, measure_family_layers};
+use crate::analysis::quant_impact::lens_kl::HeadParts;
+use crate::analysis::quant_impact::neighbours::{self, NeighbourOverlap};
 use crate::analysis::quant_impact::output::{self, EvalOptions, FamilyOutputs};
+use crate::analysis::quant_impact::speed::{self, Speed, SpeedOptions};
 use crate::analysis::quant_impact::weights::{TensorError, weight_errors};
 use crate::engine::quantize::{QuantType, QuantizeRequest, Quantized, quantize_cached};
-use crate::engine::{EngineError, Session, SessionOptions};
+use crate::engine::{EngineError, Session, SessionOptions, TokenId};
 use crate::gguf::{GgufError, GgufModel};
 
 /// An error while forming or measuring a family.
@@ -45,6 +50,9 @@ pub enum FamilyError {
     /// `--reference` names a file that is not among the models.
     #[error("the reference {0} is not one of the models given")]
     UnknownReference(PathBuf),
+    /// The token embeddings could not be compared.
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
     /// Writing the importance matrix failed.
     #[error("cannot write the importance matrix {path}: {source}")]
     Imatrix {
@@ -297,7 +305,7 @@ pub struct FamilyMeasurements {
     /// Milliseconds spent evaluating.
     pub evaluation_ms: f64,
     /// Per layer and head, each member against the reference on the
-    /// prompts (`layers[i]` is member `i`).
+    /// prompts (`layers[i]` is member `i`), the logit lens's KL included.
     pub layers: Vec<MemberLayers>,
     /// Milliseconds spent capturing and comparing the layers.
     pub capture_ms: f64,
@@ -305,10 +313,29 @@ pub struct FamilyMeasurements {
     pub weights: Vec<Vec<TensorError>>,
     /// Milliseconds spent on the weight errors.
     pub weights_ms: f64,
+    /// Greedy continuations of every prompt by every member.
+    #[serde(default)]
+    pub generations: Vec<PromptGenerations>,
+    #[serde(default)]
+    pub generation_ms: f64,
+    /// Each member's token-embedding neighbour overlap with the reference
+    /// (`None` for a model without `token_embd.weight`).
+    #[serde(default)]
+    pub neighbours: Vec<Option<NeighbourOverlap>>,
+    #[serde(default)]
+    pub neighbours_ms: f64,
+    /// Each member's speed and memory, measured in this process, one member
+    /// loaded afresh at a time.
+    #[serde(default)]
+    pub speed: Vec<Speed>,
+    #[serde(default)]
+    pub speed_ms: f64,
 }
 
-/// Loads every member, scores it against the reference on `text`, and
-/// compares it layer by layer on `prompts`.
+/// Loads every member, scores it against the reference on `text`, compares
+/// it layer by layer (and through the logit lens) on `prompts`, lets it
+/// continue each prompt greedily, compares its token embeddings' neighbours
+/// and times it.
 pub fn measure(
     family: &Family,
     text: &str,
@@ -332,15 +359,81 @@ pub fn measure(
         .iter()
         .map(|p| Ok(reference.tokenize(p)?.into_iter().map(|t| t.id).collect()))
         .collect::<Result<Vec<Vec<_>>, EngineError>>()?;
-    let layers = refs
-        .iter_mut()
-        .map(|m| measure_layers(&mut reference, m, &ids))
+    // The logit lens: each model's own output norm and head, on the device
+    // the models run on.
+    let parts = std::iter::once(&reference)
+        .chain(refs.iter().map(|s| &**s))
+        .map(HeadParts::of)
         .collect::<Result<Vec<_>, _>>()?;
+    let mut heads = parts
+        .iter()
+        .zip(std::iter::once(&reference).chain(refs.iter().map(|s| &**s)))
+        .map(|(p, s)| p.head(s, session.device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (base_head, member_heads) = heads
+        .split_first_mut()
+        .ok_or_else(|| EngineError::InvalidRequest("no output head".into()))?;
+    let layers = measure_family_layers(
+        &mut reference,
+        &mut refs,
+        &ids,
+        Some(LensHeads {
+            reference: base_head,
+            members: member_heads,
+        }),
+    )?;
+    drop(heads);
     let capture_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
     let weights = refs
         .iter()
         .map(|m| weight_errors(&reference, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let weights_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let generations = generations::generate(
+        &mut reference,
+        &mut refs,
+        prompts,
+        &ids,
+        generations::DEFAULT_TOKENS,
+    )?;
+    let generation_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let neighbours = if reference.gguf().tensor(neighbours::TENSOR).is_some() {
+        let base = neighbours::sample_neighbours(reference.gguf())?;
+        let piece = |id: u32| {
+            reference
+                .token(TokenId::try_from(id).unwrap_or_default())
+                .map(|t| t.piece)
+                .unwrap_or_default()
+        };
+        refs.iter()
+            .map(|m| {
+                let mine = neighbours::sample_neighbours(m.gguf())?;
+                Ok(Some(neighbours::summarise(&base, &mine, &piece)))
+            })
+            .collect::<Result<Vec<_>, FamilyError>>()?
+    } else {
+        vec![None; refs.len()]
+    };
+    let neighbours_ms = start.elapsed().as_secs_f64() * 1e3;
+    // Speed last, with every other session freed, one member at a time.
+    let start = Instant::now();
+    let options = SpeedOptions::default();
+    let mut bench: Vec<TokenId> = reference
+        .tokenize(text)?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    bench.truncate(options.prompt_tokens);
+    drop(refs);
+    drop(sessions);
+    drop(reference);
+    let speed = family
+        .members
+        .iter()
+        .map(|m| speed::measure(&m.path, session, &bench, &options))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(FamilyMeasurements {
         family: family.clone(),
@@ -349,7 +442,13 @@ pub fn measure(
         layers,
         capture_ms,
         weights,
-        weights_ms: start.elapsed().as_secs_f64() * 1e3,
+        weights_ms,
+        generations,
+        generation_ms,
+        neighbours,
+        neighbours_ms,
+        speed,
+        speed_ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }
 

@@ -679,6 +679,9 @@ pub fn family_entries(
         stages.push(("evaluation".into(), measured.evaluation_ms));
         stages.push(("capture".into(), measured.capture_ms));
         stages.push(("weights".into(), measured.weights_ms));
+        stages.push(("generation".into(), measured.generation_ms));
+        stages.push(("neighbours".into(), measured.neighbours_ms));
+        stages.push(("speed".into(), measured.speed_ms));
         let note = options.reference_note.clone().unwrap_or_else(|| {
             format!(
                 "The reference is {}, the member with the most bits per weight or the one named \

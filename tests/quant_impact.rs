@@ -251,4 +251,79 @@ fn demo_family_orders_divergence_by_bits() {
     };
     assert!(last(2).rel_err_mean > 0.0);
     assert!(last(2).rel_err_mean < last(3).rel_err_mean);
+    // The logit lens: the reference against itself and a byte copy is 0
+    // exactly at every layer; Q2_K's last-layer lens drifts more than Q8_0's.
+    for i in [0, 1] {
+        for (l, layer) in m.layers[i].layers.iter().enumerate() {
+            assert_eq!(layer.lens_kl, Some(0.0), "member {i} layer {l}");
+        }
+    }
+    let lens_last = |i: usize| {
+        m.layers[i]
+            .layers
+            .last()
+            .and_then(|l| l.lens_kl)
+            .expect("lens KL")
+    };
+    eprintln!(
+        "last-layer lens KL: Q8_0 {:.5}, Q2_K {:.4}",
+        lens_last(2),
+        lens_last(3)
+    );
+    assert!(lens_last(2) > 0.0);
+    assert!(lens_last(3) > lens_last(2));
+    // Generations: the reference and its copy never depart from the
+    // reference's continuation; 32 tokens unless an end token came first.
+    assert_eq!(m.generations.len(), 1);
+    let g = &m.generations[0];
+    assert_eq!(g.members.len(), 4);
+    for c in &g.members[..2] {
+        assert_eq!(c.diverges_at, None);
+        assert_eq!(c.ids, g.members[0].ids);
+    }
+    let n = g.members[0].ids.len();
+    assert!(n > 0 && n <= 32);
+    assert_eq!(g.members[0].pieces.len(), n);
+    eprintln!(
+        "F16 continues {:?}; Q2_K departs at {:?}",
+        g.members[0].pieces.concat(),
+        g.members[3].diverges_at
+    );
+    // Token-embedding neighbours: the reference and its copy keep all.
+    let nb = |i: usize| m.neighbours[i].as_ref().expect("neighbours");
+    assert_eq!(nb(0).mean, 1.0);
+    assert_eq!(nb(1).mean, 1.0);
+    assert!(nb(0).moved.is_empty());
+    assert_eq!(nb(0).sample, 1000);
+    // (llama.cpp keeps the tied token_embd/output matrix at a high-bit type
+    // even in Q2_K, so the quantized members keep nearly all.)
+    for i in [2, 3] {
+        assert!(nb(i).mean > 0.5 && nb(i).mean <= 1.0, "{}", nb(i).mean);
+    }
+    eprintln!("neighbours kept: Q8_0 {}, Q2_K {}", nb(2).mean, nb(3).mean);
+    // Speed and memory: present and positive; the smaller file holds the
+    // smaller buffer.
+    assert_eq!(m.speed.len(), 4);
+    for s in &m.speed {
+        assert!(s.prompt_tok_s > 0.0 && s.gen_tok_s > 0.0, "{s:?}");
+        assert!(s.model_bytes > 0 && s.prompt_tokens == 128 && s.runs == 3);
+    }
+    let size = |i: usize| fam.members[i].file_size;
+    assert!(size(3) < size(2) && m.speed[3].model_bytes < m.speed[2].model_bytes);
+    eprintln!(
+        "speed (pp tok/s, tg tok/s, model MiB, RSS+ MiB): {:?}; generation {:.0} ms, neighbours {:.0} ms, speed {:.0} ms, capture {:.0} ms",
+        m.speed
+            .iter()
+            .map(|s| (
+                s.prompt_tok_s.round(),
+                s.gen_tok_s.round(),
+                s.model_bytes >> 20,
+                s.rss_increase.map(|b| b >> 20)
+            ))
+            .collect::<Vec<_>>(),
+        m.generation_ms,
+        m.neighbours_ms,
+        m.speed_ms,
+        m.capture_ms
+    );
 }

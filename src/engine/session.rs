@@ -426,6 +426,73 @@ impl Session {
         copy_logits(ctx, ids.len(), n_vocab)
     }
 
+    /// A greedy continuation of `ids`: `n` times the most probable next
+    /// token (the lowest id among equals), stopping early after a token
+    /// that ends a generation (EOS, EOT). Decoded incrementally on
+    /// llama.cpp's plain path, the prompt as one batch and then one token
+    /// at a time with the KV cache kept, as llama.cpp generates.
+    pub fn greedy(&mut self, ids: &[TokenId], n: usize) -> Result<Vec<TokenId>, EngineError> {
+        self.check_length(ids.len() + n)?;
+        let ctx = context(
+            &mut self.plain,
+            &self.model,
+            self.threads,
+            Route::Plain,
+            ids.len() + n,
+        )?;
+        ctx.decode_at(ids, 0, false)?;
+        let mut out = Vec::with_capacity(n);
+        let mut at = ids.len() - 1;
+        while out.len() < n {
+            let row = ctx.logits(at).ok_or_else(|| EngineError::Decode {
+                status: 0,
+                reason: Some(format!("no logits for position {at}")),
+            })?;
+            let next = argmax(row);
+            out.push(next);
+            if self.model.is_eog(next) || out.len() == n {
+                break;
+            }
+            ctx.decode_at(&[next], ids.len() + out.len() - 1, false)?;
+            at = 0;
+        }
+        Ok(out)
+    }
+
+    /// One timed run as llama-bench does it, on the path people run
+    /// (`-fa auto`, no callback): `prompt` decoded as one batch (logits of
+    /// the last token only), then `n_gen` tokens decoded one at a time
+    /// after it. Returns the seconds of each part.
+    pub fn time_decode(
+        &mut self,
+        prompt: &[TokenId],
+        n_gen: usize,
+    ) -> Result<(f64, f64), EngineError> {
+        self.check_length(prompt.len() + n_gen)?;
+        let ctx = context(
+            &mut self.as_run,
+            &self.model,
+            self.threads,
+            Route::AsRun,
+            prompt.len() + n_gen,
+        )?;
+        let start = Instant::now();
+        ctx.decode_at(prompt, 0, false)?;
+        let pp = start.elapsed().as_secs_f64();
+        let token = prompt.last().copied().unwrap_or_default();
+        let start = Instant::now();
+        for i in 0..n_gen {
+            ctx.decode_at(&[token], prompt.len() + i, false)?;
+        }
+        Ok((pp, start.elapsed().as_secs_f64()))
+    }
+
+    /// Bytes of the model's tensors as llama.cpp holds them
+    /// (`llama_model_size`).
+    pub fn model_bytes(&self) -> u64 {
+        self.model.size_bytes()
+    }
+
     /// Runs each of `seqs` as its own sequence, all in one batch on
     /// llama.cpp's plain path, and returns the logits after each one's last
     /// token: many short prompts for the price of one graph.
@@ -527,6 +594,17 @@ fn context<'s>(
 
 fn ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
+}
+
+/// The index of the largest logit, the lowest among equals.
+fn argmax(row: &[f32]) -> TokenId {
+    let mut best = 0;
+    for (i, &l) in row.iter().enumerate() {
+        if l > row[best] {
+            best = i;
+        }
+    }
+    TokenId::try_from(best).unwrap_or_default()
 }
 
 /// Copies the logits of every position out of llama.cpp's output buffer.

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::quant_impact::generations::PromptGenerations;
 use crate::analysis::quant_impact::layers::MemberLayers;
+use crate::analysis::quant_impact::neighbours::NeighbourOverlap;
+use crate::analysis::quant_impact::speed::Speed;
 use crate::analysis::quant_impact::stats::{OutputStats, Perplexity};
 use crate::analysis::quant_impact::weights::TensorError;
 use crate::family::FamilyMeasurements;
@@ -31,6 +34,10 @@ pub struct FamilyMemberRow {
     pub layers: MemberLayers,
     /// Per tensor weight error against the reference, in file order.
     pub weights: Vec<TensorError>,
+    /// Speed and memory through llama.cpp.
+    pub speed: Option<Speed>,
+    /// Token-embedding neighbour overlap with the reference.
+    pub neighbours: Option<NeighbourOverlap>,
 }
 
 /// A family page's data.
@@ -50,6 +57,8 @@ pub struct FamilyReport {
     /// Where the evaluation text came from.
     pub eval_text: String,
     pub members: Vec<FamilyMemberRow>,
+    /// Greedy continuations of each prompt, `members[i]` member `i`'s.
+    pub generations: Vec<PromptGenerations>,
     /// Stage times in milliseconds (`quantize`, `imatrix`, `evaluation`).
     pub stages: Vec<(String, f64)>,
 }
@@ -105,6 +114,8 @@ impl FamilyReport {
                 stats: s.clone(),
                 layers: m.layers.get(i).cloned().unwrap_or_default(),
                 weights: m.weights.get(i).cloned().unwrap_or_default(),
+                speed: m.speed.get(i).cloned(),
+                neighbours: m.neighbours.get(i).cloned().flatten(),
             })
             .collect();
         let reference = &fam.members[fam.reference].path;
@@ -121,6 +132,7 @@ impl FamilyReport {
             n_ctx: m.outputs.n_ctx,
             eval_text,
             members,
+            generations: m.generations.clone(),
             stages,
         }
     }

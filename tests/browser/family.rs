@@ -18,6 +18,7 @@ use super::synthetic;
 const WORDS: &str =
     "the cat sat on the mat and the dog sat on a cat and the capital of France is Paris ";
 const HOSTILE: &str = "copy<img src=x onerror=alert(1)>.gguf";
+const HOSTILE_PROMPT: &str = "the cat <img src=x onerror=alert(2)> sat";
 
 fn family_site(dir: &Path) -> PathBuf {
     let reference = synthetic(
@@ -60,7 +61,7 @@ fn family_site(dir: &Path) -> PathBuf {
             n_ctx: 64,
             max_tokens: None,
         },
-        prompts: vec!["the cat sat on the mat".into()],
+        prompts: vec!["the cat sat on the mat".into(), HOSTILE_PROMPT.into()],
         session,
         made: vec![(q8.path, QuantType::Q8_0)],
         reference_note: None,
@@ -159,6 +160,65 @@ async fn family_page_draws_selects_members_and_escapes_names() {
         .js("return Math.max(...GG.family.data.members[1].weights.map((t) => t.rel_rms))")
         .await;
     assert_eq!(copy_max.as_f64(), Some(0.0));
+    // The logit-lens curves draw (the Q8_0 member's KL is above 0; the
+    // copy's is 0 at every layer).
+    let n = b
+        .js("const c = document.getElementById('lens-curves'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n")
+        .await;
+    assert!(n.as_u64().is_some_and(|n| n > 200), "lens-curves: {n}");
+    let copy_kl = b
+        .js("return GG.family.data.members[1].layers.layers.map((l) => l.lens_kl)")
+        .await;
+    assert!(
+        copy_kl
+            .as_array()
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|x| x.as_f64() == Some(0.0))),
+        "{copy_kl}"
+    );
+    // Generations side by side: two prompts × three members; the copy never
+    // departs; the prompt with markup is shown as text.
+    assert_eq!(
+        b.js("return document.querySelectorAll('#generations-panel tr.gen').length")
+            .await,
+        6
+    );
+    let copy_gen = b
+        .js("return document.querySelector('#generations-panel tr.gen[data-member=\"1\"] td.where').textContent")
+        .await;
+    assert_eq!(copy_gen.as_str(), Some("same as the reference"));
+    let shown = b
+        .js("return [...document.querySelectorAll('#generations-panel h3.gen-prompt')].map((h) => h.textContent)")
+        .await;
+    assert_eq!(shown[1].as_str(), Some(HOSTILE_PROMPT));
+    assert_eq!(
+        b.js("return document.querySelectorAll('#generations-panel .tok').length === 0 ? 0 : 1")
+            .await,
+        1
+    );
+    // Speed bars and the table: positive numbers for every member.
+    let pp = b
+        .js("return GG.family.data.members.map((m) => m.speed.prompt_tok_s)")
+        .await;
+    assert!(
+        pp.as_array()
+            .is_some_and(|v| v.len() == 3 && v.iter().all(|x| x.as_f64().is_some_and(|x| x > 0.0))),
+        "{pp}"
+    );
+    let n = b
+        .js("const c = document.getElementById('speed-bars'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n")
+        .await;
+    assert!(n.as_u64().is_some_and(|n| n > 200), "speed-bars: {n}");
+    // Neighbour overlap: the copy keeps every neighbour.
+    assert_eq!(
+        b.js("return GG.family.data.members[1].neighbours.mean")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('#neighbours-table tbody tr').length")
+            .await,
+        3
+    );
     // A hash opens the page on that member.
     b.open(&page, "#member=1").await;
     b.wait_for(

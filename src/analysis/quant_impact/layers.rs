@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::lens_kl::{lens_logits, mean_kl};
 use super::stats::percentile;
+use crate::analysis::lens::OutputHead;
 use crate::engine::{
     Attention, CaptureOptions, EngineError, HeadCapture, Matrix, Session, TokenId,
 };
@@ -115,6 +117,11 @@ pub struct LayerImpact {
     pub ffn_out: Option<Divergence>,
     /// Per head similarity of the attention patterns.
     pub heads: Option<Vec<f64>>,
+    /// Mean over positions and prompts of KL(lens_ref ‖ lens_member): the
+    /// logit lens of the residual after the layer, each model through its
+    /// own output norm and head (see [`super::lens_kl`]).
+    #[serde(default)]
+    pub lens_kl: Option<f64>,
 }
 
 /// A member against the reference, layer by layer, averaged over prompts.
@@ -145,45 +152,105 @@ pub fn measure_layers(
     member: &mut Session,
     prompts: &[Vec<TokenId>],
 ) -> Result<MemberLayers, EngineError> {
+    let mut out = measure_family_layers(reference, &mut [member], prompts, None)?;
+    out.pop()
+        .ok_or_else(|| EngineError::InvalidRequest("no member measured".into()))
+}
+
+/// The output heads of the logit lens: the reference's and each member's
+/// (`members[i]` for `members[i]` of [`measure_family_layers`]).
+#[derive(Debug)]
+pub struct LensHeads<'a, 'h> {
+    pub reference: &'a mut OutputHead<'h>,
+    pub members: &'a mut [OutputHead<'h>],
+}
+
+/// Runs every prompt through the reference once and through every member
+/// with the capture on, and compares each member with the reference layer
+/// by layer (the figures are means over prompts); with `lens`, also the
+/// logit lens's KL divergence at every layer (mean over every position of
+/// every prompt).
+pub fn measure_family_layers(
+    reference: &mut Session,
+    members: &mut [&mut Session],
+    prompts: &[Vec<TokenId>],
+    mut lens: Option<LensHeads<'_, '_>>,
+) -> Result<Vec<MemberLayers>, EngineError> {
     let options = CaptureOptions {
         heads: HeadCapture::Off,
         ..CaptureOptions::default()
     };
     let n_layer = reference.dims(0).n_layer;
-    let mut hidden = vec![Vec::new(); n_layer];
-    let mut attn = vec![Vec::new(); n_layer];
-    let mut ffn = vec![Vec::new(); n_layer];
-    let mut heads: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n_layer];
+    let n_vocab = reference.dims(0).n_vocab;
+    let n = members.len();
+    let mut hidden = vec![vec![Vec::new(); n_layer]; n];
+    let mut attn = vec![vec![Vec::new(); n_layer]; n];
+    let mut ffn = vec![vec![Vec::new(); n_layer]; n];
+    let mut heads: Vec<Vec<Vec<Vec<f64>>>> = vec![vec![Vec::new(); n_layer]; n];
+    // Sum of KL over positions and the number of positions, per layer.
+    let mut kl = vec![vec![(0.0f64, 0usize); n_layer]; n];
     for ids in prompts {
         let b = reference.trace_ids(ids, &options)?;
-        let q = member.trace_ids(ids, &options)?;
-        for (l, (lb, lq)) in b.layers.iter().zip(&q.layers).enumerate() {
-            let pair =
-                |x: &Option<Matrix>, y: &Option<Matrix>| divergence(x.as_ref()?, y.as_ref()?);
-            hidden[l].extend(pair(&lb.hidden, &lq.hidden));
-            attn[l].extend(pair(&lb.attn_out, &lq.attn_out));
-            ffn[l].extend(pair(&lb.ffn_out, &lq.ffn_out));
-            if let (Some(x), Some(y)) = (&lb.attention, &lq.attention) {
-                heads[l].extend(head_similarity(x, y));
+        let traces = members
+            .iter_mut()
+            .map(|m| m.trace_ids(ids, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (m, q) in traces.iter().enumerate() {
+            for (l, (lb, lq)) in b.layers.iter().zip(&q.layers).enumerate() {
+                let pair =
+                    |x: &Option<Matrix>, y: &Option<Matrix>| divergence(x.as_ref()?, y.as_ref()?);
+                hidden[m][l].extend(pair(&lb.hidden, &lq.hidden));
+                attn[m][l].extend(pair(&lb.attn_out, &lq.attn_out));
+                ffn[m][l].extend(pair(&lb.ffn_out, &lq.ffn_out));
+                if let (Some(x), Some(y)) = (&lb.attention, &lq.attention) {
+                    heads[m][l].extend(head_similarity(x, y));
+                }
+            }
+        }
+        let Some(lens) = lens.as_mut() else {
+            continue;
+        };
+        for (l, lb) in b.layers.iter().enumerate() {
+            let Some(hb) = &lb.hidden else {
+                continue;
+            };
+            let base = lens_logits(lens.reference, &hb.data)?;
+            for (m, (q, head)) in traces.iter().zip(lens.members.iter_mut()).enumerate() {
+                let Some(hq) = q.layers.get(l).and_then(|x| x.hidden.as_ref()) else {
+                    continue;
+                };
+                if hq.rows != hb.rows || hq.cols != hb.cols {
+                    continue;
+                }
+                let member = lens_logits(head, &hq.data)?;
+                if let Some(mean) = mean_kl(&base, &member, n_vocab) {
+                    kl[m][l].0 += mean * hb.rows as f64;
+                    kl[m][l].1 += hb.rows;
+                }
             }
         }
     }
-    let layers = (0..n_layer)
-        .map(|l| LayerImpact {
-            hidden: average(&hidden[l]),
-            attn_out: average(&attn[l]),
-            ffn_out: average(&ffn[l]),
-            heads: heads[l].first().map(|first| {
-                (0..first.len())
-                    .map(|h| heads[l].iter().map(|v| v[h]).sum::<f64>() / heads[l].len() as f64)
-                    .collect()
-            }),
+    Ok((0..n)
+        .map(|m| MemberLayers {
+            layers: (0..n_layer)
+                .map(|l| LayerImpact {
+                    hidden: average(&hidden[m][l]),
+                    attn_out: average(&attn[m][l]),
+                    ffn_out: average(&ffn[m][l]),
+                    heads: heads[m][l].first().map(|first| {
+                        (0..first.len())
+                            .map(|h| {
+                                heads[m][l].iter().map(|v| v[h]).sum::<f64>()
+                                    / heads[m][l].len() as f64
+                            })
+                            .collect()
+                    }),
+                    lens_kl: (kl[m][l].1 > 0).then(|| kl[m][l].0 / kl[m][l].1 as f64),
+                })
+                .collect(),
+            n_prompts: prompts.len(),
         })
-        .collect();
-    Ok(MemberLayers {
-        layers,
-        n_prompts: prompts.len(),
-    })
+        .collect())
 }
 
 #[cfg(test)]

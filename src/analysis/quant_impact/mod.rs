@@ -5,8 +5,12 @@
 //! uses for the low-bit types. Every result is a serde struct, so it can
 //! cross a process boundary unchanged.
 
+pub mod generations;
 pub mod imatrix;
 pub mod layers;
+pub mod lens_kl;
+pub mod neighbours;
 pub mod output;
+pub mod speed;
 pub mod stats;
 pub mod weights;

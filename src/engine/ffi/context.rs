@@ -343,6 +343,50 @@ impl Context {
         Ok(())
     }
 
+    /// Runs `tokens` as one batch at positions `pos0`, `pos0 + 1`, ... of
+    /// the context's sequence, keeping what earlier decodes put in the KV
+    /// cache (`pos0 == 0` starts a fresh sequence): incremental decoding
+    /// for generation. With `all_logits` every position gets logits, else
+    /// only the last (index `tokens.len() - 1` of [`Context::logits`]), as
+    /// llama.cpp's own tools decode. No observer.
+    pub fn decode_at(
+        &mut self,
+        tokens: &[TokenId],
+        pos0: usize,
+        all_logits: bool,
+    ) -> Result<(), EngineError> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if pos0 + n > self.params.n_tokens as usize {
+            return Err(EngineError::InvalidRequest(format!(
+                "{n} tokens at position {pos0} do not fit a context made for {}",
+                self.params.n_tokens
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| !self.model.valid(t)) {
+            return Err(self.model.bad_token(bad));
+        }
+        let batch = Batch::at(tokens, pos0, all_logits);
+        if pos0 == 0 {
+            // SAFETY: the context is live; see `decode`.
+            unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) };
+        }
+        clear_last_error();
+        // SAFETY: the batch is valid (see `Batch::at`) and lives until the
+        // call returns; no observer is installed, so the callback (if the
+        // context has one) wants nothing.
+        let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
+        if status != 0 {
+            return Err(EngineError::Decode {
+                status,
+                reason: take_last_error(),
+            });
+        }
+        Ok(())
+    }
+
     /// The logits of position `i` of the last decode.
     pub fn logits(&self, i: usize) -> Option<&[f32]> {
         let i = i32::try_from(i).ok()?;
@@ -381,17 +425,24 @@ struct Batch {
 impl Batch {
     /// One sequence (id 0), positions 0..n, logits requested everywhere.
     fn new(tokens: &[TokenId]) -> Batch {
+        Batch::at(tokens, 0, true)
+    }
+
+    /// One sequence (id 0), positions `pos0..pos0 + n`, logits everywhere
+    /// or only at the last token.
+    fn at(tokens: &[TokenId], pos0: usize, all_logits: bool) -> Batch {
         let n = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+        let last = to_usize(n).saturating_sub(1);
         // SAFETY: allocates arrays of `n` entries (one seq id each), which are
         // filled completely below before the batch is used.
         unsafe {
             let mut raw = sys::llama_batch_init(n, 0, 1);
             for (i, &t) in tokens.iter().enumerate().take(to_usize(n)) {
                 *raw.token.add(i) = t;
-                *raw.pos.add(i) = i32::try_from(i).unwrap_or(i32::MAX);
+                *raw.pos.add(i) = i32::try_from(pos0 + i).unwrap_or(i32::MAX);
                 *raw.n_seq_id.add(i) = 1;
                 **raw.seq_id.add(i) = 0;
-                *raw.logits.add(i) = 1;
+                *raw.logits.add(i) = i8::from(all_logits || i == last);
             }
             raw.n_tokens = n;
             Batch { raw }

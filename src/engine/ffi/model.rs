@@ -177,6 +177,19 @@ impl Model {
         self.valid(t).then_some(t)
     }
 
+    /// Whether `token` ends a generation (EOS, EOT and the like).
+    pub fn is_eog(&self, token: TokenId) -> bool {
+        // SAFETY: the id is checked against the vocabulary first.
+        self.valid(token) && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+    }
+
+    /// Bytes of the model's tensors as llama.cpp holds them
+    /// (`llama_model_size`).
+    pub fn size_bytes(&self) -> u64 {
+        // SAFETY: `self.ptr` is a live model.
+        unsafe { sys::llama_model_size(self.ptr.as_ptr()) }
+    }
+
     /// Whether `token` is a control token (BOS, EOS, chat markers).
     pub fn is_control(&self, token: TokenId) -> bool {
         // SAFETY: the id is checked against the vocabulary first.

@@ -1,5 +1,5 @@
 // Per-layer divergence curves (relative error of the residual stream after
-// each layer, one line per member) and the selected member's head
+// each layer and the logit lens's KL divergence, one line per member) and the selected member's head
 // similarity map (layers × heads, 1 − Jensen–Shannon distance).
 'use strict';
 (function (GG) {
@@ -7,17 +7,22 @@
   const box = document.getElementById('layers-panel');
   if (!box) return;
   const curves = GG.el('canvas', { id: 'layer-curves', width: 720, height: 300 });
+  const lens = GG.el('canvas', { id: 'lens-curves', width: 720, height: 300 });
   const map = GG.el('canvas', { id: 'head-map', width: 720, height: 260 });
   box.append(GG.el('h2', { text: 'Where the error enters: residual stream, layer by layer' }), curves,
     GG.el('p', { class: 'legend', text: 'Mean over positions and prompts of ‖h − h_ref‖ / ‖h_ref‖ after each layer (log scale). The selected member is drawn thick.' }),
+    GG.el('h2', { text: 'Where each layer\'s guess drifts: logit-lens KL divergence, layer by layer' }), lens,
+    GG.el('p', { class: 'legend', text: 'Mean over positions and prompts of KL(lens_ref ‖ lens_member) in nats: the residual after each layer through each model\'s own output norm and head, against the reference\'s at the same layer (log scale). At the last layer this is the KL of the models\' outputs on the prompts.' }),
     GG.el('h2', { id: 'head-map-title' }), map);
   const ms = F.data.members;
   const hue = (i) => `hsl(${Math.round(360 * i / Math.max(ms.length, 1))} 65% 42%)`;
-  function drawCurves(sel) {
-    const ctx = curves.getContext('2d'), W = curves.width, H = curves.height;
+  const hiddenErr = (l) => (l.hidden ? l.hidden.rel_err_mean : 0);
+  const lensKl = (l) => l.lens_kl || 0;
+  function drawCurves(sel, canvas, value) {
+    const ctx = canvas.getContext('2d'), W = canvas.width, H = canvas.height;
     const pad = { l: 60, r: 90, t: 14, b: 30 };
     ctx.clearRect(0, 0, W, H); ctx.font = '12px sans-serif';
-    const series = ms.map((m) => m.layers.layers.map((l) => (l.hidden ? l.hidden.rel_err_mean : 0)));
+    const series = ms.map((m) => m.layers.layers.map(value));
     const pos = series.flat().filter((v) => v > 0);
     if (!pos.length) { ctx.fillStyle = '#444'; ctx.fillText('every member computes what the reference does', pad.l, H / 2); return; }
     const lo = Math.log10(Math.min(...pos)) - 0.1, hi = Math.log10(Math.max(...pos)) + 0.1;
@@ -55,6 +60,7 @@
     }));
     ctx.fillStyle = '#888'; ctx.font = '11px sans-serif'; ctx.fillText('L0', 4, 14); ctx.fillText('L' + (layers.length - 1), 4, H - 6);
   }
-  F.onSelect((i) => { drawCurves(i); drawMap(i); });
-  drawCurves(F.selected()); drawMap(F.selected());
+  const draw = (i) => { drawCurves(i, curves, hiddenErr); drawCurves(i, lens, lensKl); drawMap(i); };
+  F.onSelect(draw);
+  draw(F.selected());
 })(window.GG);
