@@ -246,8 +246,10 @@ fn batched_verification_matches_one_prompt_at_a_time() {
             "shared head vs whole prompt: max logit difference {diff}, max probability difference {dp}"
         );
         // Other batch shapes take other kernels (see above): of the order
-        // of the model pages' kernel gap, far below what decides a token.
-        assert!(diff < 1.0 && dp < 0.02, "{diff} {dp}");
+        // of the model pages' kernel gap (measured: up to 0.35 in a logit
+        // and 0.004 in a probability with AVX2 kernels, 0.47 and 0.025
+        // with AVX-512 ones), far below what decides a token.
+        assert!(diff < 1.0 && dp < 0.05, "{diff} {dp}");
     }
     eprintln!(
         "{} prompts: batched {batched_ms:.0} ms, one at a time {:.0} ms",
