@@ -18,6 +18,10 @@ PERP=$SRC/build/bin/llama-perplexity
 MODEL=${GGVIZ_TEST_MODEL:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 TEXT=data/eval/evaluation.txt
 THREADS=${THREADS:-2}
+# ggviz scores on llama.cpp's plain path (flash attention off, as its
+# capture needs); llama-perplexity's default `-fa auto` turns it on, which
+# alone moves a small KLD by several per cent (FA=auto to see it).
+FA=${FA:-off}
 
 if [ ! -x "$PERP" ]; then
   mkdir -p "$TOOLS"
@@ -51,13 +55,13 @@ PAGE=$(ls "$OUT"/site/families/*/index.html)
 
 # llama-perplexity on the same files: the reference's logits first.
 REF=$(find "$OUT/cache" -name F16.gguf)
-"$PERP" -m "$REF" -f "$TEXT" -c 512 --chunks "$CHUNKS" -t "$THREADS" \
+"$PERP" -m "$REF" -f "$TEXT" -c 512 --chunks "$CHUNKS" -t "$THREADS" -fa "$FA" \
   --kl-divergence-base "$OUT/base.kld" > "$OUT/ref.log" 2>&1
 for f in Q8_0 Q4_K_M Q2_K; do
-  "$PERP" -m "$(find "$OUT/cache" -name "$f.gguf")" -c 512 --chunks "$CHUNKS" -t "$THREADS" \
+  "$PERP" -m "$(find "$OUT/cache" -name "$f.gguf")" -c 512 --chunks "$CHUNKS" -t "$THREADS" -fa "$FA" \
     --kl-divergence-base "$OUT/base.kld" --kl-divergence > "$OUT/$f.log" 2>&1
 done
-"$PERP" -m "$MODEL" -c 512 --chunks "$CHUNKS" -t "$THREADS" \
+"$PERP" -m "$MODEL" -c 512 --chunks "$CHUNKS" -t "$THREADS" -fa "$FA" \
   --kl-divergence-base "$OUT/base.kld" --kl-divergence > "$OUT/demo.log" 2>&1
 
 python3 - "$PAGE" "$OUT" "$(basename "$MODEL")" <<'PY'
@@ -68,9 +72,9 @@ start = html.index('id="ggviz-data">') + len('id="ggviz-data">')
 data = json.loads(html[start:html.index("</script>", start)])
 rows = {m["file_name"]: m for m in data["members"]}
 def number(log, label):
-    m = re.search(re.escape(label) + r"\s*:?\s*([-0-9.]+)", log)
+    m = re.search(re.escape(label) + r"\s*:\s*([-0-9.]+)", log)
     return float(m.group(1)) if m else float("nan")
-print(f"{data['n_chunks']} chunks of {data['n_ctx']} tokens; llama-perplexity vs ggviz")
+print(f"{data['n_chunks']} chunks of {data['n_ctx']} tokens; llama-perplexity (lp) vs ggviz (gv)")
 print(f"{'member':22} {'PPL lp':>9} {'PPL gv':>9} {'Δ%':>6}  {'KLD lp':>9} {'KLD gv':>9} {'Δ%':>6}  {'top lp':>6} {'top gv':>6} {'Δpt':>5}")
 ok = True
 for name, log in [("Q8_0.gguf", "Q8_0"), ("Q4_K_M.gguf", "Q4_K_M"), ("Q2_K.gguf", "Q2_K"), (demo, "demo")]:
