@@ -11,7 +11,8 @@
 //! `cargo bench --bench capture_archs` prints a line per model. Under
 //! `cargo test` it only checks that every model runs both paths on a few
 //! tokens. `GGVIZ_BENCH_RUNS` sets the timed runs (default 5),
-//! `GGVIZ_BENCH_THREADS` the threads (2).
+//! `GGVIZ_BENCH_THREADS` the threads (2); `GGVIZ_BENCH_KEEP=DIR` keeps the
+//! model files there (`m10.gguf` is the Gemma-class one).
 
 mod common;
 
@@ -91,16 +92,27 @@ fn gemma_class(benching: bool) -> SyntheticModel {
     }
 }
 
-/// Median ms of the plain decode and of the capture, over `runs` rounds.
-fn time(session: &mut Session, ids: &[TokenId], runs: usize) -> Result<(f64, f64), String> {
+/// Medians over `runs` rounds, ms.
+struct Timing {
+    plain: f64,
+    capture: f64,
+    /// Of the capture: time in the eval callback, and the part of it spent
+    /// on per-head norms.
+    callback: f64,
+    heads: f64,
+}
+
+/// Times the plain decode and the capture, alternately, over `runs` rounds.
+fn time(session: &mut Session, ids: &[TokenId], runs: usize) -> Result<Timing, String> {
     let capture = CaptureOptions::default();
     let (mut plain, mut captured) = (Vec::new(), Vec::new());
+    let (mut callback, mut heads) = (Vec::new(), Vec::new());
     for round in 0..=runs {
         let start = Instant::now();
         session.logits(ids).map_err(|e| e.to_string())?;
         let p = start.elapsed().as_secs_f64() * 1e3;
         let start = Instant::now();
-        session
+        let trace = session
             .trace_ids(ids, &capture)
             .map_err(|e| e.to_string())?;
         let c = start.elapsed().as_secs_f64() * 1e3;
@@ -108,9 +120,16 @@ fn time(session: &mut Session, ids: &[TokenId], runs: usize) -> Result<(f64, f64
         if round > 0 {
             plain.push(p);
             captured.push(c);
+            callback.push(trace.timing.callback_ms);
+            heads.push(trace.timing.heads_ms);
         }
     }
-    Ok((common::median(plain), common::median(captured)))
+    Ok(Timing {
+        plain: common::median(plain),
+        capture: common::median(captured),
+        callback: common::median(callback),
+        heads: common::median(heads),
+    })
 }
 
 fn main() -> ExitCode {
@@ -127,7 +146,13 @@ fn main() -> ExitCode {
     let n_tokens = if settings.benching { TOKENS } else { 8 };
     let mut worst: f64 = 0.0;
     for (i, m) in models.iter().enumerate() {
-        let path = dir.path().join(format!("m{i}.gguf"));
+        // `GGVIZ_BENCH_KEEP=DIR` keeps the files there (to build pages of
+        // them, as the README's 262,144-token figure does).
+        let keep = std::env::var_os("GGVIZ_BENCH_KEEP").map(std::path::PathBuf::from);
+        let path = keep
+            .as_deref()
+            .unwrap_or(dir.path())
+            .join(format!("m{i}.gguf"));
         if let Err(e) = m.writer().write(&path) {
             eprintln!("{}: cannot write: {e}", m.name);
             return ExitCode::FAILURE;
@@ -148,13 +173,13 @@ fn main() -> ExitCode {
         let mut ids: Vec<TokenId> = session.bos().into_iter().collect();
         ids.extend((0..n_tokens as TokenId).map(|k| 259 + (k * 7919) % (n_vocab - 259)));
         match time(&mut session, &ids, settings.runs) {
-            Ok((plain, captured)) => {
-                let ratio = captured / plain;
+            Ok(t) => {
+                let ratio = t.capture / t.plain;
                 worst = worst.max(ratio);
                 if settings.benching {
                     println!(
-                        "{:<36} vocab {:>7}  plain {plain:>8.1} ms  capture {captured:>8.1} ms  ratio {ratio:.2}",
-                        m.name, n_vocab
+                        "{:<36} vocab {:>7}  plain {:>8.1} ms  capture {:>8.1} ms (callback {:>6.1}, head norms {:>6.1})  ratio {ratio:.2}",
+                        m.name, n_vocab, t.plain, t.capture, t.callback, t.heads
                     );
                 }
             }

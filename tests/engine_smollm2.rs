@@ -71,6 +71,13 @@ fn head_contributions_sum_to_the_attention_output() {
 }
 
 #[test]
+fn head_norms_are_the_norms_of_the_full_contributions() {
+    let worst = check::head_norms_match_full(&mut session(), full_trace());
+    println!("head norms vs full vectors: max error / layer max = {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+#[test]
 fn output_head_on_the_last_hidden_state_gives_the_logits() {
     let trace = full_trace();
     let c = check::output_head_check(&session(), trace);

@@ -71,12 +71,14 @@ fn capture_checks_hold_on_every_variant() {
         let heads = check::head_sums(&trace);
         let head = check::output_head_check(&s, &trace);
         let callback = check::callback_effect(&mut s, &trace);
+        let norms = check::head_norms_match_full(&mut s, &trace);
         println!(
-            "{name}: rows {rows:.1e}, heads {heads:.1e}, norm {:.1e}, logits {:.1e}, callback {callback:.1e}",
+            "{name}: rows {rows:.1e}, heads {heads:.1e}, head norms {norms:.1e}, norm {:.1e}, logits {:.1e}, callback {callback:.1e}",
             head.norm_err, head.logits_err
         );
         assert!(rows < 1e-4, "{name}: {rows}");
         assert!(heads < 1e-2, "{name}: {heads}");
+        assert!(norms < 1e-4, "{name}: {norms}");
         assert!(head.norm_err < 1e-4, "{name}: {head:?}");
         assert!(head.logits_err < 1e-2, "{name}: {head:?}");
         assert!(callback < 1e-5, "{name}: {callback}");

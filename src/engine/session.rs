@@ -18,7 +18,7 @@ use super::capture::{
 use super::device::Device;
 use super::error::EngineError;
 use super::ffi::{Context, ContextParams, DeviceMatrix, EvalObserver, Model, ModelParams, TokenId};
-use super::heads::{self, HeadProjector, TensorBytes};
+use super::heads::{self, HeadGrams, HeadProjector, TensorBytes};
 use super::observer::{Captured, Capturer, Node, RESULT_NORM};
 use crate::anatomy::{Anatomy, runnable};
 use crate::gguf::GgufModel;
@@ -76,6 +76,8 @@ pub struct Session {
     as_run: Option<Context>,
     /// Plain context for many short sequences at once.
     sequences: Option<Context>,
+    /// The per-head Gram matrices of `W_o`, for head norms.
+    grams: HeadGrams,
     load_ms: f64,
 }
 
@@ -143,6 +145,7 @@ impl Session {
             plain: None,
             as_run: None,
             sequences: None,
+            grams: HeadGrams::default(),
             load_ms: ms(start),
         })
     }
@@ -310,6 +313,7 @@ impl Session {
             dims,
             options.heads == HeadCapture::Full,
             self.options.device == Device::Cpu,
+            &mut self.grams,
         );
         let mut capturer = Capturer::new(dims, options, Some(projector))?;
         let ctx = context(
@@ -424,6 +428,42 @@ impl Session {
         )?;
         ctx.decode(ids, None)?;
         copy_logits(ctx, ids.len(), n_vocab)
+    }
+
+    /// The logits of positions `first..` of `ids`, decoded as one batch on
+    /// the plain path with outputs asked for those positions only (row `i`
+    /// of the result is position `first + i`), as llama-perplexity scores
+    /// the second half of a chunk.
+    pub fn logits_from(&mut self, ids: &[TokenId], first: usize) -> Result<Matrix, EngineError> {
+        self.check_length(ids.len())?;
+        if first >= ids.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "logits from position {first} of {} tokens",
+                ids.len()
+            )));
+        }
+        let n_vocab = self.shape.n_vocab;
+        let ctx = context(
+            &mut self.plain,
+            &self.model,
+            self.threads,
+            Route::Plain,
+            ids.len(),
+        )?;
+        ctx.decode_logits_from(ids, first)?;
+        let mut data = Vec::with_capacity((ids.len() - first) * n_vocab);
+        for i in first..ids.len() {
+            let row = ctx.logits(i).ok_or_else(|| EngineError::Decode {
+                status: 0,
+                reason: Some(format!("no logits for position {i}")),
+            })?;
+            data.extend_from_slice(row);
+        }
+        Ok(Matrix {
+            rows: ids.len() - first,
+            cols: n_vocab,
+            data,
+        })
     }
 
     /// A greedy continuation of `ids`: `n` times the most probable next

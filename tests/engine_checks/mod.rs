@@ -89,6 +89,38 @@ pub fn head_sums(trace: &Trace) -> f64 {
     worst
 }
 
+/// The head norms of a default capture (through the per-head Gram
+/// matrices, kept by the session) against the norms of the full vectors of
+/// `full` (products with `W_o`), same prompt. Returns the largest error
+/// relative to the layer's largest norm. Captures twice, so the second
+/// capture reads the kept matrices.
+pub fn head_norms_match_full(session: &mut Session, full: &Trace) -> f64 {
+    let ids: Vec<TokenId> = full.tokens.iter().map(|t| t.id).collect();
+    let mut worst = 0f64;
+    for _ in 0..2 {
+        let norms = session.trace_ids(&ids, &CaptureOptions::default()).unwrap();
+        for (l, (a, b)) in norms.layers.iter().zip(&full.layers).enumerate() {
+            let (Some(a), Some(b)) = (&a.heads, &b.heads) else {
+                panic!("layer {l}: head contributions not captured");
+            };
+            assert!(matches!(a, HeadContributions::Norms { .. }));
+            let n_head = full.dims.n_head;
+            let t = ids.len();
+            let scale = (0..n_head)
+                .flat_map(|h| (0..t).map(move |i| (h, i)))
+                .map(|(h, i)| f64::from(b.norm(h, i)))
+                .fold(0f64, f64::max);
+            for h in 0..n_head {
+                for i in 0..t {
+                    let d = (f64::from(a.norm(h, i)) - f64::from(b.norm(h, i))).abs();
+                    worst = worst.max(d / scale.max(f64::MIN_POSITIVE));
+                }
+            }
+        }
+    }
+    worst
+}
+
 /// The output norm (RMS, the model's epsilon and weights) applied to each
 /// row of `hidden`, as llama.cpp's `build_norm(..., LLM_NORM_RMS)` does.
 pub fn output_norm(session: &Session, hidden: &Matrix) -> Matrix {
