@@ -192,7 +192,7 @@ pub fn group(paths: &[PathBuf], reference: Option<&Path>) -> Result<Vec<Family>,
 }
 
 /// How to make a quantization ladder.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LadderOptions {
     pub types: Vec<QuantType>,
     /// Compute an importance matrix and use it for every type (it is

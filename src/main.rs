@@ -478,6 +478,7 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
             args,
             &mut resolved.pipeline.site.models,
             &i.prompts,
+            &resolved.pipeline.isolation,
             &progress,
         )?,
         None => None,
@@ -593,12 +594,36 @@ fn run_init(args: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Quantizes `reference` into `options.types` where `isolation` says (a
+/// worker for the CLI: llama.cpp's quantizer aborting is an error).
+fn make_ladder(
+    reference: &std::path::Path,
+    options: ggviz::family::LadderOptions,
+    isolation: &Isolation,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ggviz::family::Ladder> {
+    let job = Job::Ladder {
+        reference: reference.to_path_buf(),
+        options,
+    };
+    let out = worker::run_job(&job, isolation, &mut |event| match event {
+        Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
+        Event::Progress(m) => progress.set_message(m.to_owned()),
+    })
+    .with_context(|| format!("cannot quantize {}", reference.display()))?;
+    let Output::Ladder(ladder) = out else {
+        anyhow::bail!("ggviz's worker answered a quantization with something else");
+    };
+    Ok(*ladder)
+}
+
 /// Makes the quantization ladder (adding its files to `models`) and the
 /// family options, when there can be a family.
 fn family_options(
     args: &BuildArgs,
     models: &mut Vec<PathBuf>,
     prompts: &[ggviz::analysis::prompts::PromptSpec],
+    isolation: &Isolation,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Option<pipeline::FamilyOptions>> {
     use ggviz::analysis::quant_impact::output::{EVALUATION_TEXT, EvalOptions};
@@ -653,12 +678,14 @@ fn family_options(
     let mut quantize_ms = 0.0;
     if let Some(&float) = floats.first() {
         progress.set_message(format!("making the {float} reference"));
-        let ladder = ggviz::family::make_ladder(
+        let ladder = make_ladder(
             &source,
-            &ggviz::family::LadderOptions {
+            ggviz::family::LadderOptions {
                 imatrix: false,
                 ..ladder_options(vec![float])?
             },
+            isolation,
+            progress,
         )?;
         let q = &ladder.made[0];
         quantize_ms += q.ms;
@@ -684,7 +711,7 @@ fn family_options(
     }
     if !rest.is_empty() {
         progress.set_message(format!("quantizing {} types", rest.len()));
-        let ladder = ggviz::family::make_ladder(&source, &ladder_options(rest)?)?;
+        let ladder = make_ladder(&source, ladder_options(rest)?, isolation, progress)?;
         if ladder.imatrix.is_some() {
             stages.push(("imatrix".to_string(), ladder.imatrix_ms));
         }
@@ -793,7 +820,7 @@ fn run_devices(args: &DevicesArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
-fn run_imatrix(args: &ImatrixArgs) -> anyhow::Result<()> {
+fn run_imatrix(args: &ImatrixArgs, verbose: u8) -> anyhow::Result<()> {
     use ggviz::analysis::quant_impact::imatrix;
     let (text, dataset) = match &args.calibration {
         Some(path) => (
@@ -806,30 +833,39 @@ fn run_imatrix(args: &ImatrixArgs) -> anyhow::Result<()> {
             imatrix::ImatrixOptions::default().dataset,
         ),
     };
-    let mut session = ggviz::engine::Session::load(&args.model, args.engine.session())
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
     let options = imatrix::ImatrixOptions {
         chunk_size: args.chunk_size as usize,
         max_chunks: args.chunks,
         dataset,
     };
     let start = std::time::Instant::now();
-    let matrix = imatrix::compute(&mut session, &text, &options).with_context(|| {
-        format!(
-            "cannot compute the importance matrix of {}",
-            args.model.display()
-        )
+    let job = Job::Imatrix {
+        path: local_model(&args.model)?,
+        text,
+        options,
+        session: args.engine.session(),
+        out: args.out.clone(),
+    };
+    let out = worker::run_job(&job, &isolation(&args.engine, verbose)?, &mut |event| {
+        if let Event::Log(line) = event {
+            eprintln!("{line}");
+        }
     })?;
-    matrix
-        .write(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let Output::Imatrix {
+        weights,
+        chunks,
+        chunk_size,
+    } = out
+    else {
+        anyhow::bail!("ggviz's worker answered an importance matrix with something else");
+    };
     writeln!(
         std::io::stderr().lock(),
         "wrote {}: {} weights, {} chunks of {} tokens in {:.2} s",
         args.out.display(),
-        matrix.entries.len(),
-        matrix.chunk_count,
-        matrix.chunk_size,
+        weights,
+        chunks,
+        chunk_size,
         start.elapsed().as_secs_f64()
     )?;
     Ok(())
@@ -846,7 +882,7 @@ fn main() -> ExitCode {
         Command::Init(args) => run_init(args),
         Command::Devices(args) => run_devices(args),
         Command::Worker => return ExitCode::from(worker::serve()),
-        Command::Imatrix(args) => run_imatrix(args),
+        Command::Imatrix(args) => run_imatrix(args, cli.verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -217,7 +217,7 @@ pub fn build_with_families(
         graphistry_links(&mut entries, g, progress)?;
     }
     let family_pages = match families {
-        Some(f) => family_entries(&opts.site.models, &entries, f, progress)?,
+        Some(f) => family_entries(&opts.site.models, &entries, f, &opts.isolation, progress)?,
         None => Vec::new(),
     };
     progress.set_message("rendering the site");
@@ -641,6 +641,7 @@ pub fn family_entries(
     models: &[PathBuf],
     entries: &[ModelEntry],
     options: &FamilyOptions,
+    isolation: &Isolation,
     progress: &ProgressBar,
 ) -> Result<Vec<FamilyEntry>, PipelineError> {
     let mut out: Vec<FamilyEntry> = Vec::new();
@@ -658,13 +659,32 @@ pub fn family_entries(
             reference.display(),
             fam.members.len()
         ));
-        let measured = family::measure(
-            &fam,
-            &options.eval_text,
-            &options.prompts,
-            &options.eval,
-            options.session,
-        )?;
+        // In a worker, like every model page: llama.cpp aborting on one
+        // member ends the build with an error naming the family.
+        let job = Job::Family {
+            family: fam.clone(),
+            eval_text: options.eval_text.clone(),
+            prompts: options.prompts.clone(),
+            eval: options.eval.clone(),
+            session: options.session,
+        };
+        let answer = worker::run_job(&job, isolation, &mut |event| match event {
+            Event::Progress(m) => progress.set_message(m.to_owned()),
+            Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
+        })
+        .map_err(|source| PipelineError::Worker {
+            path: reference.clone(),
+            source: Box::new(source),
+        })?;
+        let Output::Family(measured) = answer else {
+            return Err(PipelineError::Worker {
+                path: reference,
+                source: Box::new(WorkerError::Protocol {
+                    file: job.file().to_path_buf(),
+                    reason: "the answer to another job".into(),
+                }),
+            });
+        };
         let member_slugs: Vec<String> = fam
             .members
             .iter()

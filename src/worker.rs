@@ -26,6 +26,10 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::embeddings::EmbeddingOptions;
+use crate::analysis::quant_impact::imatrix::{self, ImatrixOptions};
+use crate::analysis::quant_impact::output::EvalOptions;
+use crate::engine::{Session, SessionOptions};
+use crate::family::{self, Family, FamilyMeasurements, Ladder, LadderOptions};
 use crate::pipeline::{self, InferenceOptions, ModelAnalysis};
 use crate::report::embeddings::EmbeddingsSection;
 use crate::run::{self, RunOptions, RunReport};
@@ -44,6 +48,10 @@ const KEPT_LOG_LINES: usize = 40;
 /// ggml's own path after reading its job (the isolation's tests use it).
 #[cfg(debug_assertions)]
 pub const TEST_ABORT_ENV: &str = "GGVIZ_TEST_WORKER_ABORT";
+
+/// With [`TEST_ABORT_ENV`]: abort only jobs of this kind ([`Job::kind`]).
+#[cfg(debug_assertions)]
+pub const TEST_ABORT_JOB_ENV: &str = "GGVIZ_TEST_WORKER_ABORT_JOB";
 
 /// Where llama.cpp's work runs.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +100,30 @@ pub enum Job {
     },
     /// `ggviz run`.
     Run { path: PathBuf, options: RunOptions },
+    /// Files quantized from `reference` with llama.cpp's quantizer (the
+    /// importance matrix first when asked or needed).
+    Ladder {
+        reference: PathBuf,
+        options: LadderOptions,
+    },
+    /// A family's measurements: every member scored, compared layer by
+    /// layer, continued and timed against the reference.
+    Family {
+        family: Family,
+        eval_text: String,
+        prompts: Vec<String>,
+        eval: EvalOptions,
+        session: SessionOptions,
+    },
+    /// `ggviz imatrix`: the importance matrix of `path` on `text`, written
+    /// to `out`.
+    Imatrix {
+        path: PathBuf,
+        text: String,
+        options: ImatrixOptions,
+        session: SessionOptions,
+        out: PathBuf,
+    },
 }
 
 /// What a job gives back.
@@ -101,6 +133,14 @@ pub enum Output {
     Embeddings(Box<EmbeddingsSection>, Vec<(String, f64)>),
     Analyse(Box<ModelAnalysis>),
     Run(Box<RunReport>),
+    Ladder(Box<Ladder>),
+    Family(Box<FamilyMeasurements>),
+    /// Weights, chunks and tokens per chunk of the matrix written.
+    Imatrix {
+        weights: usize,
+        chunks: u32,
+        chunk_size: u32,
+    },
 }
 
 /// What the worker tells its parent, one frame a line.
@@ -203,9 +243,29 @@ impl Job {
     /// The model file the job works on.
     pub fn file(&self) -> &Path {
         match self {
-            Job::Embeddings { path, .. } | Job::Analyse { path, .. } | Job::Run { path, .. } => {
-                path
-            }
+            Job::Embeddings { path, .. }
+            | Job::Analyse { path, .. }
+            | Job::Run { path, .. }
+            | Job::Imatrix { path, .. }
+            | Job::Ladder {
+                reference: path, ..
+            } => path,
+            Job::Family { family, .. } => family
+                .members
+                .get(family.reference)
+                .map_or(Path::new(""), |m| m.path.as_path()),
+        }
+    }
+
+    /// The job's kind, as its JSON tag names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Embeddings { .. } => "embeddings",
+            Job::Analyse { .. } => "analyse",
+            Job::Run { .. } => "run",
+            Job::Ladder { .. } => "ladder",
+            Job::Family { .. } => "family",
+            Job::Imatrix { .. } => "imatrix",
         }
     }
 
@@ -230,6 +290,43 @@ impl Job {
                 Ok(Output::Run(Box::new(run::run(path, options).map_err(
                     |e| -> JobError { format!("cannot run {}", path.display()).into_chain(e) },
                 )?)))
+            }
+            Job::Ladder { reference, options } => {
+                progress(&format!("quantizing {} types", options.types.len()));
+                Ok(Output::Ladder(Box::new(family::make_ladder(
+                    reference, options,
+                )?)))
+            }
+            Job::Family {
+                family: fam,
+                eval_text,
+                prompts,
+                eval,
+                session,
+            } => Ok(Output::Family(Box::new(family::measure(
+                fam, eval_text, prompts, eval, *session,
+            )?))),
+            Job::Imatrix {
+                path,
+                text,
+                options,
+                session,
+                out,
+            } => {
+                let context = |what: &str| format!("cannot {what} {}", path.display());
+                let mut s = Session::load(path, *session)
+                    .map_err(|e| -> JobError { context("load").into_chain(e) })?;
+                let m = imatrix::compute(&mut s, text, options).map_err(|e| -> JobError {
+                    context("compute the importance matrix of").into_chain(e)
+                })?;
+                m.write(out).map_err(|e| -> JobError {
+                    format!("cannot write {}", out.display()).into_chain(e)
+                })?;
+                Ok(Output::Imatrix {
+                    weights: m.entries.len(),
+                    chunks: m.chunk_count,
+                    chunk_size: m.chunk_size,
+                })
             }
         }
     }
@@ -506,7 +603,11 @@ pub fn serve() -> u8 {
         }
     };
     #[cfg(debug_assertions)]
-    if let Ok(message) = std::env::var(TEST_ABORT_ENV) {
+    if let Ok(message) = std::env::var(TEST_ABORT_ENV)
+        && std::env::var(TEST_ABORT_JOB_ENV)
+            .ok()
+            .is_none_or(|k| k == job.kind())
+    {
         crate::engine::ffi::ggml_abort_for_test(&message);
     }
     match job.execute(&|m| send(&Message::Progress(m.to_owned()))) {

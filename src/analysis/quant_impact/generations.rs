@@ -65,7 +65,12 @@ pub fn generate(
         let members = members
             .iter_mut()
             .map(|m| {
-                let got = m.greedy(ids, n_tokens)?;
+                // The reference among the members continues as it did.
+                let got = if m.path() == reference.path() {
+                    base.clone()
+                } else {
+                    m.greedy(ids, n_tokens)?
+                };
                 let pieces = got
                     .iter()
                     .map(|&id| Ok(m.token(id)?.piece))

@@ -12,7 +12,7 @@ use super::lens_kl::{lens_logits, mean_kl};
 use super::stats::percentile;
 use crate::analysis::lens::OutputHead;
 use crate::engine::{
-    Attention, CaptureOptions, EngineError, HeadCapture, Matrix, Session, TokenId,
+    Attention, CaptureOptions, EngineError, HeadCapture, Matrix, Session, TokenId, Trace,
 };
 
 /// Error of one captured tensor over positions.
@@ -191,10 +191,19 @@ pub fn measure_family_layers(
     let mut kl = vec![vec![(0.0f64, 0usize); n_layer]; n];
     for ids in prompts {
         let b = reference.trace_ids(ids, &options)?;
-        let traces = members
+        // The reference among the members is compared with its own trace
+        // (llama.cpp's decode is deterministic: a second one is the same).
+        let own = members
             .iter_mut()
-            .map(|m| m.trace_ids(ids, &options))
+            .map(|m| {
+                if m.path() == reference.path() {
+                    Ok(None)
+                } else {
+                    m.trace_ids(ids, &options).map(Some)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        let traces: Vec<&Trace> = own.iter().map(|t| t.as_ref().unwrap_or(&b)).collect();
         for (m, q) in traces.iter().enumerate() {
             for (l, (lb, lq)) in b.layers.iter().zip(&q.layers).enumerate() {
                 let pair =
@@ -222,8 +231,12 @@ pub fn measure_family_layers(
                 if hq.rows != hb.rows || hq.cols != hb.cols {
                     continue;
                 }
-                let member = lens_logits(head, &hq.data)?;
-                if let Some(mean) = mean_kl(&base, &member, n_vocab) {
+                let member = if own[m].is_none() {
+                    None
+                } else {
+                    Some(lens_logits(head, &hq.data)?)
+                };
+                if let Some(mean) = mean_kl(&base, member.as_ref().unwrap_or(&base), n_vocab) {
                     kl[m][l].0 += mean * hb.rows as f64;
                     kl[m][l].1 += hb.rows;
                 }

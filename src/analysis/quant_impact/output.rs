@@ -81,19 +81,27 @@ pub fn evaluate(
     let mut base_nll = Vec::new();
     let mut scores: Vec<Vec<TokenScore>> = vec![Vec::new(); members.len()];
     for chunk in &plan {
-        let base = reference.logits(chunk)?;
+        let base = reference.logits_from(chunk, first)?;
         for j in first..chunk.len() - 1 {
             let target = usize::try_from(chunk[j + 1]).unwrap_or(usize::MAX);
-            let row = base.row(j);
+            let row = base.row(j - first);
             let own = score(row, row, target).ok_or_else(|| mismatch(target))?;
             base_nll.push(own.nll);
         }
         for (member, out) in members.iter_mut().zip(&mut scores) {
-            let logits = member.logits(chunk)?;
+            // The reference among the members is itself: its scores are
+            // those of its own logits, not of a second decode.
+            let logits = if member.path() == reference.path() {
+                None
+            } else {
+                Some(member.logits_from(chunk, first)?)
+            };
+            let logits = logits.as_ref().unwrap_or(&base);
             for j in first..chunk.len() - 1 {
                 let target = usize::try_from(chunk[j + 1]).unwrap_or(usize::MAX);
                 out.push(
-                    score(base.row(j), logits.row(j), target).ok_or_else(|| mismatch(target))?,
+                    score(base.row(j - first), logits.row(j - first), target)
+                        .ok_or_else(|| mismatch(target))?,
                 );
             }
         }

@@ -355,6 +355,30 @@ impl Context {
         pos0: usize,
         all_logits: bool,
     ) -> Result<(), EngineError> {
+        let first = if all_logits { 0 } else { tokens.len() };
+        self.decode_positions(tokens, pos0, first)
+    }
+
+    /// Runs `tokens` as a fresh sequence at positions 0, 1, ... with logits
+    /// only from index `first` on (and at the last token), as
+    /// llama-perplexity asks for the scored half of a chunk: llama.cpp then
+    /// skips the last layer's feed-forward and the output head for the
+    /// other rows. Row `i` of [`Context::logits`] is position `i`. No
+    /// observer.
+    pub fn decode_logits_from(
+        &mut self,
+        tokens: &[TokenId],
+        first: usize,
+    ) -> Result<(), EngineError> {
+        self.decode_positions(tokens, 0, first)
+    }
+
+    fn decode_positions(
+        &mut self,
+        tokens: &[TokenId],
+        pos0: usize,
+        first_logit: usize,
+    ) -> Result<(), EngineError> {
         let n = tokens.len();
         if n == 0 {
             return Err(EngineError::EmptyPrompt);
@@ -368,7 +392,7 @@ impl Context {
         if let Some(&bad) = tokens.iter().find(|&&t| !self.model.valid(t)) {
             return Err(self.model.bad_token(bad));
         }
-        let batch = Batch::at(tokens, pos0, all_logits);
+        let batch = Batch::at(tokens, pos0, first_logit);
         if pos0 == 0 {
             // SAFETY: the context is live; see `decode`.
             unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) };
@@ -425,12 +449,12 @@ struct Batch {
 impl Batch {
     /// One sequence (id 0), positions 0..n, logits requested everywhere.
     fn new(tokens: &[TokenId]) -> Batch {
-        Batch::at(tokens, 0, true)
+        Batch::at(tokens, 0, 0)
     }
 
-    /// One sequence (id 0), positions `pos0..pos0 + n`, logits everywhere
-    /// or only at the last token.
-    fn at(tokens: &[TokenId], pos0: usize, all_logits: bool) -> Batch {
+    /// One sequence (id 0), positions `pos0..pos0 + n`, logits from index
+    /// `first_logit` on and at the last token.
+    fn at(tokens: &[TokenId], pos0: usize, first_logit: usize) -> Batch {
         let n = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
         let last = to_usize(n).saturating_sub(1);
         // SAFETY: allocates arrays of `n` entries (one seq id each), which are
@@ -442,7 +466,7 @@ impl Batch {
                 *raw.pos.add(i) = i32::try_from(pos0 + i).unwrap_or(i32::MAX);
                 *raw.n_seq_id.add(i) = 1;
                 **raw.seq_id.add(i) = 0;
-                *raw.logits.add(i) = i8::from(all_logits || i == last);
+                *raw.logits.add(i) = i8::from(i >= first_logit || i == last);
             }
             raw.n_tokens = n;
             Batch { raw }
