@@ -166,6 +166,23 @@ async fn embeddings_view_selects_searches_and_escapes() {
     let drawn_u2 = b.js(DRAWN).await.as_u64().unwrap_or(0);
     assert!(drawn_u2 > 200, "UMAP 2D: only {drawn_u2} pixels drawn");
 
+    // The script-drawn path (what software WebGL uses above 65,536
+    // tokens), forced on this page: it draws about the pixels GL_POINTS
+    // draws, and hands back to GL_POINTS.
+    assert_eq!(
+        b.js("return GG.embeddings.renderer('splat')").await,
+        "splat"
+    );
+    let drawn_splat = b.js(DRAWN).await.as_u64().unwrap_or(0);
+    assert!(
+        drawn_splat * 2 > drawn_u2 && drawn_splat < drawn_u2 * 2,
+        "script-drawn: {drawn_splat} pixels, GL_POINTS {drawn_u2}"
+    );
+    assert_eq!(
+        b.js("return GG.embeddings.renderer('points')").await,
+        "points"
+    );
+
     // The hash round-trips: a copied link opens the same token.
     open(&b, &format!("#view=embeddings&tok={target}")).await;
     let selected = b
