@@ -67,7 +67,7 @@ fn imatrix_covers_every_block_product_with_one_count_per_token() {
     assert!(!names.iter().any(|n| !n.starts_with("blk.")), "{names:?}");
     for e in &m.entries {
         // Every product sees the 64 tokens of the two chunks once.
-        assert_eq!(e.count, 64.0, "{}", e.name);
+        assert_eq!(e.counts, vec![64.0], "{}", e.name);
         let cols = if e.name.ends_with("ffn_down.weight") {
             model.n_ff
         } else {
@@ -159,6 +159,87 @@ fn an_imatrix_type_is_made_with_the_matrix_from_the_capture() {
     assert!(made.with_imatrix && !made.reused);
     let q = ggviz::gguf::GgufModel::open(&made.path).expect("readable");
     let t = q.tensor("blk.0.ffn_up.weight").expect("ffn_up");
+    assert_eq!(t.ggml_type, ggviz::gguf::GgmlType::Iq2Xs);
+}
+
+/// A mixture of experts: each expert's weights get their own sums and
+/// count from the tokens the router sent them (llama-imatrix's
+/// `MUL_MAT_ID` branch), and the quantizer takes the per-expert matrix.
+#[test]
+fn imatrix_of_a_mixture_of_experts_has_a_matrix_per_expert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = SyntheticModel {
+        architecture: ggviz::gguf::synthetic::Architecture::Qwen2Moe,
+        types: all_f32,
+        n_embd: 256,
+        n_ff: 256,
+        n_head: 4,
+        n_head_kv: 2,
+        ..SyntheticModel::default()
+    };
+    let path = dir.path().join("moe.gguf");
+    model.writer().write(&path).expect("written");
+    let (n_expert, n_used) = (model.n_expert as usize, model.n_expert_used as usize);
+    let mut s = Session::load(&path, options()).expect("loaded");
+    let opts = ImatrixOptions {
+        chunk_size: 32,
+        max_chunks: Some(2),
+        dataset: "test".into(),
+    };
+    let m = imatrix::compute(&mut s, &WORDS.repeat(8), &opts).expect("computed");
+    let get = |n: &str| {
+        m.entries
+            .iter()
+            .find(|e| e.name == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    for layer in 0..model.n_layer {
+        for w in ["ffn_up_exps", "ffn_gate_exps", "ffn_down_exps"] {
+            let e = get(&format!("blk.{layer}.{w}.weight"));
+            assert_eq!(e.counts.len(), n_expert, "{}", e.name);
+            // Every token goes to `n_used` experts: 64 tokens in all.
+            let total: f32 = e.counts.iter().sum();
+            assert_eq!(total, (64 * n_used) as f32, "{}: {:?}", e.name, e.counts);
+            assert_eq!(e.cols(), 256, "{}", e.name);
+            // An expert's sums are zero exactly when no token chose it.
+            for (x, &c) in e.counts.iter().enumerate() {
+                let sums = &e.in_sum2[x * 256..(x + 1) * 256];
+                assert_eq!(
+                    sums.iter().any(|v| *v > 0.0),
+                    c > 0.0,
+                    "{} expert {x}",
+                    e.name
+                );
+            }
+        }
+        // Up and gate read the same routed input.
+        assert_eq!(
+            get(&format!("blk.{layer}.ffn_up_exps.weight")),
+            &ggviz::analysis::quant_impact::imatrix::ImatrixEntry {
+                name: format!("blk.{layer}.ffn_up_exps.weight"),
+                ..get(&format!("blk.{layer}.ffn_gate_exps.weight")).clone()
+            }
+        );
+    }
+    let file = dir.path().join("moe-imatrix.gguf");
+    m.write(&file).expect("written");
+    assert_eq!(Imatrix::read(&file).expect("read"), m);
+    // llama.cpp's quantizer accepts the per-expert matrix (it checks the
+    // length against columns × experts) for a type that needs one.
+    let ladder = family::make_ladder(
+        &path,
+        &LadderOptions {
+            types: vec![QuantType::IQ2_XS],
+            imatrix: false,
+            calibration: Some(WORDS.repeat(40)),
+            calibration_chunks: Some(2),
+            cache: dir.path().join("cache"),
+            session: options(),
+        },
+    )
+    .expect("IQ2_XS made with a per-expert matrix");
+    let q = ggviz::gguf::GgufModel::open(&ladder.made[0].path).expect("readable");
+    let t = q.tensor("blk.0.ffn_up_exps.weight").expect("experts");
     assert_eq!(t.ggml_type, ggviz::gguf::GgmlType::Iq2Xs);
 }
 

@@ -8,6 +8,12 @@
 //! `<weight>.counts`), so `llama-quantize --imatrix` reads it too, and the
 //! quantizer receives `in_sum2 / counts` per column, as llama-quantize
 //! computes it when it loads such a file.
+//!
+//! A mixture of experts multiplies by its experts' weights indirectly
+//! (`GGML_OP_MUL_MAT_ID`): as llama-imatrix does, every such product is
+//! collected whatever its size, each token's activations go to the experts
+//! the router chose for it, and each expert has its own sums and count
+//! (`in_sum2` of `[cols, n_expert]`, `counts` of `[1, n_expert]`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,10 +37,18 @@ pub const CALIBRATION_TEXT: &str = include_str!("../../../data/eval/calibration.
 pub struct ImatrixEntry {
     /// The weight's name (`blk.0.ffn_down.weight`).
     pub name: String,
-    /// Per input column, the sum over tokens of the squared activation.
+    /// Per matrix (one, or one per expert) and input column, the sum over
+    /// tokens of the squared activation, matrix-major.
     pub in_sum2: Vec<f32>,
-    /// Tokens summed.
-    pub count: f32,
+    /// Tokens summed, per matrix.
+    pub counts: Vec<f32>,
+}
+
+impl ImatrixEntry {
+    /// Input columns of each matrix.
+    pub fn cols(&self) -> usize {
+        self.in_sum2.len() / self.counts.len().max(1)
+    }
 }
 
 /// An importance matrix.
@@ -53,8 +67,10 @@ pub struct Imatrix {
 /// Collects the statistics during decodes (an [`EvalObserver`]).
 #[derive(Debug, Default)]
 pub struct ImatrixCollector {
-    sums: BTreeMap<String, (Vec<f64>, f64)>,
+    /// Per weight: sums (matrix-major) and counts per matrix.
+    sums: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
     scratch: Vec<f32>,
+    ids: Vec<i32>,
     /// Products that were wanted but could not be read (not dense f32, or a
     /// batched weight), by weight name.
     pub skipped: BTreeMap<String, String>,
@@ -66,13 +82,13 @@ impl EvalObserver for ImatrixCollector {
     }
 
     fn wants_node(&mut self, node: &ObservedTensor<'_>) -> bool {
-        if !node.is_mul_mat() {
-            return false;
-        }
         let (Some(w), Some(x)) = (node.source(0), node.source(1)) else {
             return false;
         };
-        w.name().starts_with("blk.") && x.ne()[1] >= MIN_TOKENS
+        // llama-imatrix takes every indirect product (each expert sees
+        // few tokens) and direct ones over at least 16 tokens.
+        w.name().starts_with("blk.")
+            && (node.is_mul_mat_id() || (node.is_mul_mat() && x.ne()[1] >= MIN_TOKENS))
     }
 
     fn observe(&mut self, node: &mut ObservedTensor<'_>) -> bool {
@@ -80,6 +96,12 @@ impl EvalObserver for ImatrixCollector {
             return true;
         };
         let name = w.name().to_string();
+        if node.is_mul_mat_id() {
+            if let Err(why) = self.observe_experts(node) {
+                self.skipped.insert(name, why);
+            }
+            return true;
+        }
         let cols = w.ne()[0];
         if w.ne()[2] != 1 || w.ne()[3] != 1 || x.ne()[0] != cols || !x.is_dense_f32() {
             self.skipped.insert(
@@ -99,14 +121,75 @@ impl EvalObserver for ImatrixCollector {
         let entry = self
             .sums
             .entry(name)
-            .or_insert_with(|| (vec![0.0; cols], 0.0));
+            .or_insert_with(|| (vec![0.0; cols], vec![0.0]));
         for row in self.scratch.chunks_exact(cols) {
             for (s, &v) in entry.0.iter_mut().zip(row) {
                 *s += f64::from(v) * f64::from(v);
             }
-            entry.1 += 1.0;
+            entry.1[0] += 1.0;
         }
         true
+    }
+}
+
+impl ImatrixCollector {
+    /// One indirect product: for each token and each expert the router
+    /// chose for it, that expert's sums take the token's activation row
+    /// (row `k % ne1` of the token's rows: one shared row for the up and
+    /// gate products, one per chosen expert for the down product).
+    fn observe_experts(&mut self, node: &ObservedTensor<'_>) -> Result<(), String> {
+        let (Some(w), Some(x), Some(ids)) = (node.source(0), node.source(1), node.source(2)) else {
+            return Err("an indirect product without its three operands".into());
+        };
+        let [cols, _, n_expert, _] = w.ne();
+        let [xcols, per_token, n_tokens, _] = x.ne();
+        let [n_used, id_tokens, _, _] = ids.ne();
+        let shape = || {
+            format!(
+                "weights ne {:?}, activations ne {:?}, ids ne {:?}",
+                w.ne(),
+                x.ne(),
+                ids.ne()
+            )
+        };
+        let as_usize = |v: i64| usize::try_from(v).ok().filter(|&v| v > 0);
+        let (Some(cols), Some(n_expert), Some(per_token), Some(n_tokens), Some(n_used)) = (
+            as_usize(cols),
+            as_usize(n_expert),
+            as_usize(per_token),
+            as_usize(n_tokens),
+            as_usize(n_used),
+        ) else {
+            return Err(shape());
+        };
+        if xcols != cols as i64 || id_tokens != n_tokens as i64 || !x.is_dense_f32() {
+            return Err(shape());
+        }
+        ids.read_i32_2d(&mut self.ids).map_err(|e| e.to_string())?;
+        self.scratch.resize(x.n_elements(), 0.0);
+        x.read(&mut self.scratch).map_err(|e| e.to_string())?;
+        let entry = self
+            .sums
+            .entry(w.name().to_string())
+            .or_insert_with(|| (vec![0.0; cols * n_expert], vec![0.0; n_expert]));
+        if entry.1.len() != n_expert || entry.0.len() != cols * n_expert {
+            return Err(shape());
+        }
+        for t in 0..n_tokens {
+            for k in 0..n_used {
+                let e = self.ids[t * n_used + k];
+                let Some(e) = usize::try_from(e).ok().filter(|&e| e < n_expert) else {
+                    return Err(format!("expert id {e} of {n_expert}"));
+                };
+                let at = (t * per_token + k % per_token) * cols;
+                let row = &self.scratch[at..at + cols];
+                for (s, &v) in entry.0[e * cols..(e + 1) * cols].iter_mut().zip(row) {
+                    *s += f64::from(v) * f64::from(v);
+                }
+                entry.1[e] += 1.0;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -120,10 +203,10 @@ impl ImatrixCollector {
             entries: self
                 .sums
                 .into_iter()
-                .map(|(name, (sums, count))| ImatrixEntry {
+                .map(|(name, (sums, counts))| ImatrixEntry {
                     name,
                     in_sum2: sums.into_iter().map(|s| s as f32).collect(),
-                    count: count as f32,
+                    counts: counts.into_iter().map(|c| c as f32).collect(),
                 })
                 .collect(),
         }
@@ -204,17 +287,23 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 impl Imatrix {
-    /// What the quantizer takes: `in_sum2 / count` per column, 1 where no
-    /// token reached the weight (as llama-quantize does for partial data).
+    /// What the quantizer takes: `in_sum2 / count` per column of each
+    /// matrix (each expert), 1 where no token reached it (as llama-quantize
+    /// does for partial data).
     pub fn values(&self) -> ImatrixValues {
         self.entries
             .iter()
             .map(|e| {
-                let v = if e.count > 0.0 {
-                    e.in_sum2.iter().map(|s| s / e.count).collect()
-                } else {
-                    vec![1.0; e.in_sum2.len()]
-                };
+                let cols = e.cols().max(1);
+                let v = e
+                    .in_sum2
+                    .chunks(cols)
+                    .zip(&e.counts)
+                    .flat_map(|(sums, &count)| {
+                        sums.iter()
+                            .map(move |s| if count > 0.0 { s / count } else { 1.0 })
+                    })
+                    .collect();
                 (e.name.clone(), v)
             })
             .collect()
@@ -232,18 +321,18 @@ impl Imatrix {
         w.metadata("imatrix.chunk_count", Value::U32(self.chunk_count));
         w.metadata("imatrix.chunk_size", Value::U32(self.chunk_size));
         for e in &self.entries {
-            let cols = e.in_sum2.len() as u64;
+            let (cols, n_mat) = (e.cols() as u64, e.counts.len() as u64);
             w.tensor(
                 format!("{}.in_sum2", e.name),
                 GgmlType::F32,
-                &[cols, 1],
+                &[cols, n_mat],
                 f32_bytes(&e.in_sum2),
             )?;
             w.tensor(
                 format!("{}.counts", e.name),
                 GgmlType::F32,
-                &[1, 1],
-                f32_bytes(&[e.count]),
+                &[1, n_mat],
+                f32_bytes(&e.counts),
             )?;
         }
         Ok(w)
@@ -254,8 +343,7 @@ impl Imatrix {
         self.writer()?.write(path)
     }
 
-    /// Reads a GGUF imatrix file (one matrix per weight; files with experts
-    /// are refused by name).
+    /// Reads a GGUF imatrix file (one matrix per weight, or one per expert).
     pub fn read(path: &Path) -> Result<Imatrix, GgufError> {
         let model = GgufModel::open(path)?;
         let bad = |field: String, problem: &str| GgufError::Invalid {
@@ -299,17 +387,18 @@ impl Imatrix {
             let Some(weight) = t.name.strip_suffix(".in_sum2") else {
                 continue;
             };
-            if t.dims.get(1).copied().unwrap_or(1) != 1 {
-                return Err(bad(t.name.clone(), "per-expert matrices are not supported"));
-            }
+            let n_mat = t.dims.get(1).copied().unwrap_or(1);
             let counts = f32s(&format!("{weight}.counts"))?;
-            let [count] = counts[..] else {
-                return Err(bad(format!("{weight}.counts"), "expected one count"));
-            };
+            if counts.len() as u64 != n_mat || n_mat == 0 {
+                return Err(bad(
+                    format!("{weight}.counts"),
+                    &format!("{} counts for {n_mat} matrices", counts.len()),
+                ));
+            }
             entries.push(ImatrixEntry {
                 name: weight.to_string(),
                 in_sum2: f32s(&t.name)?,
-                count,
+                counts,
             });
         }
         Ok(Imatrix {
@@ -344,18 +433,25 @@ mod tests {
                 ImatrixEntry {
                     name: "blk.0.attn_q.weight".into(),
                     in_sum2: vec![4.0, 8.0],
-                    count: 4.0,
+                    counts: vec![4.0],
                 },
                 ImatrixEntry {
                     name: "blk.0.ffn_up.weight".into(),
                     in_sum2: vec![0.0, 0.0],
-                    count: 0.0,
+                    counts: vec![0.0],
+                },
+                ImatrixEntry {
+                    name: "blk.0.ffn_up_exps.weight".into(),
+                    in_sum2: vec![2.0, 4.0, 0.0, 0.0, 9.0, 3.0],
+                    counts: vec![2.0, 0.0, 3.0],
                 },
             ],
         };
         let v = m.values();
         assert_eq!(v[0], ("blk.0.attn_q.weight".to_string(), vec![1.0, 2.0]));
         assert_eq!(v[1].1, vec![1.0, 1.0]);
+        // Per expert: its own count; an expert no token chose gets 1.
+        assert_eq!(v[2].1, vec![1.0, 2.0, 1.0, 1.0, 3.0, 1.0]);
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("imatrix.gguf");
         m.write(&path).expect("written");

@@ -592,6 +592,77 @@ impl ObservedTensor<'_> {
         self.raw().op == sys::GGML_OP_MUL_MAT
     }
 
+    /// Whether the node is an indirect matrix product (`GGML_OP_MUL_MAT_ID`,
+    /// a mixture of experts): source 0 holds the experts' weights
+    /// `[cols, rows, n_expert]`, source 1 the activations `[cols, n_used or
+    /// 1, n_tokens]`, source 2 the chosen experts `[n_used, n_tokens]` (i32).
+    pub fn is_mul_mat_id(&self) -> bool {
+        self.raw().op == sys::GGML_OP_MUL_MAT_ID
+    }
+
+    /// Reads an i32 tensor of two dimensions (`ne[2] = ne[3] = 1`), strided
+    /// or not (the experts' ids are a view of a wider sort), into `out`,
+    /// densely, `ne[0]` a row.
+    pub fn read_i32_2d(&self, out: &mut Vec<i32>) -> Result<(), EngineError> {
+        let raw = self.raw();
+        let bad = |reason: String| EngineError::Tensor {
+            name: self.name().to_string(),
+            reason,
+        };
+        let [ne0, ne1, ne2, ne3] = raw.ne;
+        let has_buffer = !raw.buffer.is_null()
+            // SAFETY: `view_src` is null or a live tensor of the same graph.
+            || unsafe { raw.view_src.as_ref() }.is_some_and(|v| !v.buffer.is_null());
+        if raw.type_ != sys::GGML_TYPE_I32
+            || ne2 != 1
+            || ne3 != 1
+            || !has_buffer
+            || raw.data.is_null()
+        {
+            return Err(bad(format!(
+                "not a 2-d i32 tensor (type {}, ne {:?})",
+                raw.type_, raw.ne
+            )));
+        }
+        let (Ok(ne0), Ok(ne1)) = (usize::try_from(ne0), usize::try_from(ne1)) else {
+            return Err(bad(format!("negative shape {:?}", raw.ne)));
+        };
+        let (nb0, nb1) = (raw.nb[0], raw.nb[1]);
+        // SAFETY: a live tensor.
+        let n_bytes = unsafe { sys::ggml_nbytes(self.t.as_ptr()) };
+        let last = ne0
+            .checked_sub(1)
+            .and_then(|a| a.checked_mul(nb0))
+            .zip(ne1.checked_sub(1).and_then(|b| b.checked_mul(nb1)))
+            .and_then(|(a, b)| a.checked_add(b))
+            .and_then(|x| x.checked_add(4));
+        if ne0 == 0 || ne1 == 0 || nb0 % 4 != 0 || nb1 % 4 != 0 || last.is_none_or(|l| l > n_bytes)
+        {
+            return Err(bad(format!(
+                "strides {:?} outside its {n_bytes} bytes",
+                raw.nb
+            )));
+        }
+        let mut bytes = vec![0u8; n_bytes];
+        // SAFETY: reads exactly the tensor's `ggml_nbytes` bytes.
+        unsafe {
+            sys::ggml_backend_tensor_get(self.t.as_ptr(), bytes.as_mut_ptr().cast(), 0, n_bytes);
+        }
+        out.clear();
+        for r in 0..ne1 {
+            for c in 0..ne0 {
+                let at = r * nb1 + c * nb0;
+                out.push(i32::from_le_bytes([
+                    bytes[at],
+                    bytes[at + 1],
+                    bytes[at + 2],
+                    bytes[at + 3],
+                ]));
+            }
+        }
+        Ok(())
+    }
+
     /// Source `i` of the node (an operand of its operation), if it has one.
     /// Sources are computed before the node, so their data can be read when
     /// the node is observed.
