@@ -335,8 +335,43 @@ pub struct FamilyMeasurements {
 /// Loads every member, scores it against the reference on `text`, compares
 /// it layer by layer (and through the logit lens) on `prompts`, lets it
 /// continue each prompt greedily, compares its token embeddings' neighbours
-/// and times it.
+/// and times it: [`measure_batched`] then [`measure_decoding`], in this
+/// process.
 pub fn measure(
+    family: &Family,
+    text: &str,
+    prompts: &[String],
+    eval: &EvalOptions,
+    session: SessionOptions,
+) -> Result<FamilyMeasurements, FamilyError> {
+    let mut m = measure_batched(family, text, prompts, eval, session)?;
+    measure_decoding(family, text, prompts, session)?.apply(&mut m);
+    Ok(m)
+}
+
+/// What is measured one token at a time: greedy continuations and speed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decoding {
+    pub generations: Vec<PromptGenerations>,
+    pub generation_ms: f64,
+    pub speed: Vec<Speed>,
+    pub speed_ms: f64,
+}
+
+impl Decoding {
+    /// Puts the continuations and speeds into `m`.
+    pub fn apply(self, m: &mut FamilyMeasurements) {
+        m.generations = self.generations;
+        m.generation_ms = self.generation_ms;
+        m.speed = self.speed;
+        m.speed_ms = self.speed_ms;
+    }
+}
+
+/// The family's measurements made on whole batches: output statistics on
+/// `text`, layers, logit lens and attention on `prompts`, weight errors and
+/// embedding neighbours (generations and speed left empty).
+pub fn measure_batched(
     family: &Family,
     text: &str,
     prompts: &[String],
@@ -355,10 +390,7 @@ pub fn measure(
     let outputs = output::evaluate(&mut reference, &mut refs, text, eval)?;
     let evaluation_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let ids = prompts
-        .iter()
-        .map(|p| Ok(reference.tokenize(p)?.into_iter().map(|t| t.id).collect()))
-        .collect::<Result<Vec<Vec<_>>, EngineError>>()?;
+    let ids = prompt_ids(&reference, prompts)?;
     // The logit lens: each model's own output norm and head, on the device
     // the models run on.
     let parts = std::iter::once(&reference)
@@ -391,15 +423,6 @@ pub fn measure(
         .collect::<Result<Vec<_>, _>>()?;
     let weights_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let generations = generations::generate(
-        &mut reference,
-        &mut refs,
-        prompts,
-        &ids,
-        generations::DEFAULT_TOKENS,
-    )?;
-    let generation_ms = start.elapsed().as_secs_f64() * 1e3;
-    let start = Instant::now();
     let neighbours = if reference.gguf().tensor(neighbours::TENSOR).is_some() {
         let base = neighbours::sample_neighbours(reference.gguf())?;
         let piece = |id: u32| {
@@ -418,7 +441,61 @@ pub fn measure(
         vec![None; refs.len()]
     };
     let neighbours_ms = start.elapsed().as_secs_f64() * 1e3;
-    // Speed last, with every other session freed, one member at a time.
+    Ok(FamilyMeasurements {
+        family: family.clone(),
+        outputs,
+        evaluation_ms,
+        layers,
+        capture_ms,
+        weights,
+        weights_ms,
+        generations: Vec::new(),
+        generation_ms: 0.0,
+        neighbours,
+        neighbours_ms,
+        speed: Vec::new(),
+        speed_ms: 0.0,
+    })
+}
+
+/// The prompts' token ids, by the reference's tokenizer.
+fn prompt_ids(reference: &Session, prompts: &[String]) -> Result<Vec<Vec<TokenId>>, EngineError> {
+    prompts
+        .iter()
+        .map(|p| Ok(reference.tokenize(p)?.into_iter().map(|t| t.id).collect()))
+        .collect()
+}
+
+/// The family's measurements made one token at a time: each member's
+/// greedy continuation of every prompt, then its speed and memory, one
+/// member loaded afresh at a time with every other session freed.
+/// llama.cpp's threads wait between the small graphs of single-token
+/// decodes; the CLI runs this part without the passive wait policy it
+/// gives batched work (see `worker`), as llama-bench runs.
+pub fn measure_decoding(
+    family: &Family,
+    text: &str,
+    prompts: &[String],
+    session: SessionOptions,
+) -> Result<Decoding, FamilyError> {
+    let start = Instant::now();
+    let reference_path = &family.members[family.reference].path;
+    let mut reference = Session::load(reference_path, session)?;
+    let mut sessions = family
+        .members
+        .iter()
+        .map(|m| Session::load(&m.path, session))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
+    let ids = prompt_ids(&reference, prompts)?;
+    let generations = generations::generate(
+        &mut reference,
+        &mut refs,
+        prompts,
+        &ids,
+        generations::DEFAULT_TOKENS,
+    )?;
+    let generation_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
     let options = SpeedOptions::default();
     let mut bench: Vec<TokenId> = reference
@@ -435,18 +512,9 @@ pub fn measure(
         .iter()
         .map(|m| speed::measure(&m.path, session, &bench, &options))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(FamilyMeasurements {
-        family: family.clone(),
-        outputs,
-        evaluation_ms,
-        layers,
-        capture_ms,
-        weights,
-        weights_ms,
+    Ok(Decoding {
         generations,
         generation_ms,
-        neighbours,
-        neighbours_ms,
         speed,
         speed_ms: start.elapsed().as_secs_f64() * 1e3,
     })

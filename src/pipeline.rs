@@ -659,32 +659,50 @@ pub fn family_entries(
             reference.display(),
             fam.members.len()
         ));
-        // In a worker, like every model page: llama.cpp aborting on one
-        // member ends the build with an error naming the family.
-        let job = Job::Family {
-            family: fam.clone(),
-            eval_text: options.eval_text.clone(),
-            prompts: options.prompts.clone(),
-            eval: options.eval.clone(),
-            session: options.session,
-        };
-        let answer = worker::run_job(&job, isolation, &mut |event| match event {
-            Event::Progress(m) => progress.set_message(m.to_owned()),
-            Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
-        })
-        .map_err(|source| PipelineError::Worker {
-            path: reference.clone(),
-            source: Box::new(source),
-        })?;
-        let Output::Family(measured) = answer else {
+        // In workers, like every model page: llama.cpp aborting on one
+        // member ends the build with an error naming the family. The
+        // batched measurements first, then the token-by-token ones (in a
+        // worker of their own: see `Job::passive_wait`).
+        let jobs = [
+            Job::Family {
+                family: fam.clone(),
+                eval_text: options.eval_text.clone(),
+                prompts: options.prompts.clone(),
+                eval: options.eval.clone(),
+                session: options.session,
+            },
+            Job::FamilyDecoding {
+                family: fam.clone(),
+                eval_text: options.eval_text.clone(),
+                prompts: options.prompts.clone(),
+                session: options.session,
+            },
+        ];
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            answers.push(
+                worker::run_job(job, isolation, &mut |event| match event {
+                    Event::Progress(m) => progress.set_message(m.to_owned()),
+                    Event::Log(line) => progress.suspend(|| eprintln!("{line}")),
+                })
+                .map_err(|source| PipelineError::Worker {
+                    path: reference.clone(),
+                    source: Box::new(source),
+                })?,
+            );
+        }
+        let (Some(Output::FamilyDecoding(decoding)), Some(Output::Family(mut measured))) =
+            (answers.pop(), answers.pop())
+        else {
             return Err(PipelineError::Worker {
-                path: reference,
+                path: reference.clone(),
                 source: Box::new(WorkerError::Protocol {
-                    file: job.file().to_path_buf(),
+                    file: reference,
                     reason: "the answer to another job".into(),
                 }),
             });
         };
+        decoding.apply(&mut measured);
         let member_slugs: Vec<String> = fam
             .members
             .iter()

@@ -29,7 +29,7 @@ use crate::analysis::embeddings::EmbeddingOptions;
 use crate::analysis::quant_impact::imatrix::{self, ImatrixOptions};
 use crate::analysis::quant_impact::output::EvalOptions;
 use crate::engine::{Session, SessionOptions};
-use crate::family::{self, Family, FamilyMeasurements, Ladder, LadderOptions};
+use crate::family::{self, Decoding, Family, FamilyMeasurements, Ladder, LadderOptions};
 use crate::pipeline::{self, InferenceOptions, ModelAnalysis};
 use crate::report::embeddings::EmbeddingsSection;
 use crate::run::{self, RunOptions, RunReport};
@@ -106,13 +106,21 @@ pub enum Job {
         reference: PathBuf,
         options: LadderOptions,
     },
-    /// A family's measurements: every member scored, compared layer by
-    /// layer, continued and timed against the reference.
+    /// A family's batched measurements: every member scored and compared
+    /// layer by layer against the reference ([`family::measure_batched`]).
     Family {
         family: Family,
         eval_text: String,
         prompts: Vec<String>,
         eval: EvalOptions,
+        session: SessionOptions,
+    },
+    /// A family's token-by-token measurements: continuations and speed
+    /// ([`family::measure_decoding`]), run without the passive wait policy.
+    FamilyDecoding {
+        family: Family,
+        eval_text: String,
+        prompts: Vec<String>,
         session: SessionOptions,
     },
     /// `ggviz imatrix`: the importance matrix of `path` on `text`, written
@@ -135,6 +143,7 @@ pub enum Output {
     Run(Box<RunReport>),
     Ladder(Box<Ladder>),
     Family(Box<FamilyMeasurements>),
+    FamilyDecoding(Box<Decoding>),
     /// Weights, chunks and tokens per chunk of the matrix written.
     Imatrix {
         weights: usize,
@@ -250,7 +259,7 @@ impl Job {
             | Job::Ladder {
                 reference: path, ..
             } => path,
-            Job::Family { family, .. } => family
+            Job::Family { family, .. } | Job::FamilyDecoding { family, .. } => family
                 .members
                 .get(family.reference)
                 .map_or(Path::new(""), |m| m.path.as_path()),
@@ -265,8 +274,17 @@ impl Job {
             Job::Run { .. } => "run",
             Job::Ladder { .. } => "ladder",
             Job::Family { .. } => "family",
+            Job::FamilyDecoding { .. } => "family_decoding",
             Job::Imatrix { .. } => "imatrix",
         }
+    }
+
+    /// Whether the worker runs llama.cpp's threads with the passive wait
+    /// policy: every job but the one that decodes a token at a time to time
+    /// it (a quiet machine's spin is what llama-bench measures; sleeping
+    /// threads made those decodes 2–3× slower).
+    pub fn passive_wait(&self) -> bool {
+        !matches!(self, Job::FamilyDecoding { .. })
     }
 
     /// Runs the job in this process.
@@ -303,8 +321,16 @@ impl Job {
                 prompts,
                 eval,
                 session,
-            } => Ok(Output::Family(Box::new(family::measure(
+            } => Ok(Output::Family(Box::new(family::measure_batched(
                 fam, eval_text, prompts, eval, *session,
+            )?))),
+            Job::FamilyDecoding {
+                family: fam,
+                eval_text,
+                prompts,
+                session,
+            } => Ok(Output::FamilyDecoding(Box::new(family::measure_decoding(
+                fam, eval_text, prompts, *session,
             )?))),
             Job::Imatrix {
                 path,
@@ -399,7 +425,7 @@ fn run_in_worker(
     // pass 20-60x slower). OpenMP reads this once, at start-up, which is
     // one more reason the work runs in a process of its own. A user's own
     // setting wins. bench/busy_machine.py measures the difference.
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() && job.passive_wait() {
         command.env("OMP_WAIT_POLICY", "passive");
     }
     let mut child = command

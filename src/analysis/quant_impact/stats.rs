@@ -10,9 +10,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Below this reference log-probability a token's term is left out of the KL
-/// sum, as llama-perplexity does (its stored log-probabilities stop there).
-pub const MIN_LOG_PROB: f64 = -16.0;
+/// A token's term is in the KL sum when the reference's logit for it is
+/// within this many nats of the reference's largest logit, as in
+/// llama-perplexity: it stores the reference's log-probabilities as 16-bit
+/// codes over `[max_logit − 16, max_logit]` and sums over the tokens whose
+/// code is above 0. In log-probabilities that is `lb > lb_max − 16`, a
+/// window as deep as the distribution is flat (`lb_max = −log Σ e^(l − max)`),
+/// not a fixed `lb > −16` (on the demo family the two give the same mean
+/// KLD to three figures: the extra terms are below e^−16 each).
+pub const LOGIT_WINDOW: f64 = 16.0;
 
 /// The scores of one predicted token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -56,10 +62,11 @@ pub fn score(base: &[f32], member: &[f32], target: usize) -> Option<TokenScore> 
     }
     let lb = log_softmax(base);
     let lq = log_softmax(member);
+    let floor = lb.iter().copied().fold(f64::NEG_INFINITY, f64::max) - LOGIT_WINDOW;
     let kld = lb
         .iter()
         .zip(&lq)
-        .filter(|(b, _)| **b > MIN_LOG_PROB)
+        .filter(|(b, _)| **b > floor)
         .map(|(b, q)| b.exp() * (b - q))
         .sum::<f64>();
     Some(TokenScore {
@@ -273,6 +280,31 @@ mod tests {
         assert_eq!(stats.kld.max, 0.0);
         assert_eq!(stats.ppl_ratio, 1.0);
         assert_eq!(stats.same_top.value, 1.0);
+    }
+
+    #[test]
+    fn the_kl_sum_keeps_tokens_within_16_of_the_largest_logit() {
+        // Four tokens at logit 0 and one at −17: its log-probability is
+        // about −18.4 and its logit 17 below the largest, so it is left
+        // out, as llama-perplexity's 16-bit window leaves it out. At −15 it
+        // is inside the window although its log-probability (−16.4) is
+        // below a fixed −16 floor: counted (a term of about −1.2e-6).
+        let sum = |base: &[f32], member: &[f32], n: usize| -> f64 {
+            let (lb, lq) = (log_softmax(base), log_softmax(member));
+            (0..n).map(|i| lb[i].exp() * (lb[i] - lq[i])).sum()
+        };
+        let member = [0.0f32, 0.0, 0.0, 0.0, 5.0];
+        let outside = [0.0f32, 0.0, 0.0, 0.0, -17.0];
+        let got = score(&outside, &member, 0).expect("score").kld;
+        assert!(close(got, sum(&outside, &member, 4)), "{got}");
+        let inside = [0.0f32, 0.0, 0.0, 0.0, -15.0];
+        assert!(log_softmax(&inside)[4] < -16.0);
+        let got = score(&inside, &member, 0).expect("score").kld;
+        let (all, flat) = (sum(&inside, &member, 5), sum(&inside, &member, 4));
+        assert!(
+            close(got, all) && !close(got, flat),
+            "{got}: {all} vs {flat}"
+        );
     }
 
     #[test]
