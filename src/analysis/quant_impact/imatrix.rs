@@ -259,7 +259,7 @@ pub fn compute(
     options: &ImatrixOptions,
 ) -> Result<Imatrix, EngineError> {
     let ids: Vec<TokenId> = session.tokenize(text)?.into_iter().map(|t| t.id).collect();
-    let mut plan = chunks(&ids, options.chunk_size, session.bos());
+    let mut plan = chunks(&ids, options.chunk_size, session.chunk_bos());
     if let Some(max) = options.max_chunks {
         plan.truncate(max);
     }

@@ -1,6 +1,6 @@
 //! Scoring a family's members on an evaluation text, the way
 //! `llama-perplexity --kl-divergence` does: the text cut into chunks of
-//! `n_ctx` tokens, the model's BOS as each chunk's first token where it has
+//! `n_ctx` tokens, the model's BOS as each chunk's first token where its vocabulary adds
 //! one, only the second half of each chunk scored (each position then has at
 //! least `n_ctx / 2` tokens of context). The reference runs each chunk once
 //! and every member is scored against it while its logits are at hand, so
@@ -56,7 +56,7 @@ pub fn plan(
     if let Some(max) = options.max_tokens {
         ids.truncate(max);
     }
-    let plan = chunks(&ids, options.n_ctx, session.bos());
+    let plan = chunks(&ids, options.n_ctx, session.chunk_bos());
     if plan.is_empty() || options.n_ctx < 4 {
         return Err(EngineError::InvalidRequest(format!(
             "the evaluation text gives {} tokens, fewer than one chunk of {} \

@@ -177,6 +177,13 @@ impl Model {
         self.valid(t).then_some(t)
     }
 
+    /// Whether the vocabulary's tokenizer adds BOS at the start of a text
+    /// (`tokenizer.ggml.add_bos_token`, or the tokenizer type's default).
+    pub fn adds_bos(&self) -> bool {
+        // SAFETY: `self.vocab` lives as long as the model.
+        unsafe { sys::llama_vocab_get_add_bos(self.vocab.as_ptr()) }
+    }
+
     /// Whether `token` ends a generation (EOS, EOT and the like).
     pub fn is_eog(&self, token: TokenId) -> bool {
         // SAFETY: the id is checked against the vocabulary first.
