@@ -422,6 +422,8 @@ fn demo_family_orders_divergence_by_bits() {
     for s in &m.speed {
         assert!(s.prompt_tok_s > 0.0 && s.gen_tok_s > 0.0, "{s:?}");
         assert!(s.model_bytes > 0 && s.prompt_tokens == 128 && s.runs == 3);
+        // The CPU's memory is the process's: no device figure.
+        assert_eq!(s.device_memory, None, "{s:?}");
     }
     let size = |i: usize| fam.members[i].file_size;
     assert!(size(3) < size(2) && m.speed[3].model_bytes < m.speed[2].model_bytes);

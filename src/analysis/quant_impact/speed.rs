@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineError, Session, SessionOptions, TokenId};
+use crate::engine::{Device, EngineError, Session, SessionOptions, TokenId, ffi};
 
 /// How to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,23 @@ pub struct Speed {
     /// member was loaded and run: weights paged in from the mapped file,
     /// KV cache and compute buffers (`None` where `/proc` is missing).
     pub rss_increase: Option<u64>,
+    /// On a GPU: how much the device's used memory grew while the member
+    /// was loaded and run (its free memory before the load minus after the
+    /// runs, as the backend reports it: weights, KV cache, compute
+    /// buffers). `None` on the CPU, whose memory `rss_increase` covers.
+    #[serde(default)]
+    pub device_memory: Option<u64>,
+}
+
+/// The free memory llama.cpp reports for `device` (`None` for the CPU or a
+/// device it does not list).
+fn device_free(device: Device) -> Option<u64> {
+    let name = device.ggml_name()?;
+    ffi::system_report()
+        .devices
+        .into_iter()
+        .find(|d| d.name == name)
+        .map(|d| d.memory_free)
 }
 
 /// The resident memory of this process (`VmRSS` of `/proc/self/status`).
@@ -84,6 +101,7 @@ pub fn measure(
         return Err(EngineError::EmptyPrompt);
     }
     let before = rss_bytes();
+    let device_before = device_free(session.device);
     let mut s = Session::load(
         path,
         SessionOptions {
@@ -100,6 +118,7 @@ pub fn measure(
         tg.push(options.gen_tokens as f64 / g.max(1e-9));
     }
     let after = rss_bytes();
+    let device_after = device_free(session.device);
     Ok(Speed {
         prompt_tok_s: median(&pp),
         prompt_tokens: prompt.len(),
@@ -110,6 +129,9 @@ pub fn measure(
         device: s.options().device.to_string(),
         model_bytes: s.model_bytes(),
         rss_increase: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+        device_memory: device_before
+            .zip(device_after)
+            .map(|(b, a)| b.saturating_sub(a)),
     })
 }
 

@@ -15,9 +15,13 @@
     ['model buffer', (m) => m.speed && m.speed.model_bytes, GG.fmtBytes],
     ['RSS increase', (m) => m.speed && m.speed.rss_increase, GG.fmtBytes],
   ];
+  // On a GPU: the growth of the device's used memory.
+  if (ms.some((m) => m.speed && m.speed.device_memory != null)) {
+    metrics.push(['device memory', (m) => m.speed && m.speed.device_memory, GG.fmtBytes]);
+  }
   const canvas = GG.el('canvas', { id: 'speed-bars', width: 900, height: 40 + metrics.length * (ms.length * 16 + 30) });
   box.append(GG.el('h2', { text: 'Speed and memory' }), canvas,
-    GG.el('p', { class: 'legend', text: `Measured through llama.cpp on ${s0.device} with ${s0.threads} thread(s), each member loaded afresh in the build process: a ${s0.prompt_tokens}-token prompt decoded as one batch, then ${s0.gen_tokens} tokens decoded one at a time, the median of ${s0.runs} runs after a warm-up (as llama-bench does). The model buffer is llama_model_size; the RSS increase is how much the build process's resident memory grew while the member was loaded and run (weights paged in from the mapped file, KV cache, compute buffers), not a separate process's peak. Timings depend on the machine's load at build time.` }),
+    GG.el('p', { class: 'legend', text: `Measured through llama.cpp on ${s0.device} with ${s0.threads} thread(s), each member loaded afresh in ggviz's worker process: a ${s0.prompt_tokens}-token prompt decoded as one batch, then ${s0.gen_tokens} tokens decoded one at a time, the median of ${s0.runs} runs after a warm-up (as llama-bench does). The model buffer is llama_model_size; the RSS increase is how much that process's resident memory grew while the member was loaded and run (weights paged in from the mapped file, KV cache, compute buffers), not a peak of its own; on a GPU, device memory is how much the device's used memory grew (its free memory before the load minus after the runs). Timings depend on the machine's load at build time.` }),
     GG.el('div', { class: 'table-wrap' }, GG.el('table', { id: 'speed-table' },
       GG.el('thead', {}, GG.el('tr', {}, GG.el('th', { text: 'member' }), metrics.map(([h]) => GG.el('th', { text: h })))),
       GG.el('tbody', {}, ms.map((m, i) => GG.el('tr', { dataset: { member: String(i) }, onclick: () => F.select(i) },
