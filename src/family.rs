@@ -22,7 +22,7 @@ use crate::analysis::quant_impact::output::{self, EvalOptions, FamilyOutputs};
 use crate::analysis::quant_impact::speed::{self, Speed, SpeedOptions};
 use crate::analysis::quant_impact::weights::{TensorError, weight_errors};
 use crate::engine::quantize::{QuantType, QuantizeRequest, Quantized, quantize_cached};
-use crate::engine::{EngineError, Session, SessionOptions, TokenId};
+use crate::engine::{Device, EngineError, Session, SessionOptions, TokenId};
 use crate::gguf::{GgufError, GgufModel};
 
 /// An error while forming or measuring a family.
@@ -344,7 +344,7 @@ pub fn measure(
     eval: &EvalOptions,
     session: SessionOptions,
 ) -> Result<FamilyMeasurements, FamilyError> {
-    let mut m = measure_batched(family, text, prompts, eval, session)?;
+    let mut m = measure_batched(family, text, prompts, eval, session, session.device)?;
     measure_decoding(family, text, prompts, session)?.apply(&mut m);
     Ok(m)
 }
@@ -370,13 +370,15 @@ impl Decoding {
 
 /// The family's measurements made on whole batches: output statistics on
 /// `text`, layers, logit lens and attention on `prompts`, weight errors and
-/// embedding neighbours (generations and speed left empty).
+/// embedding neighbours (generations and speed left empty). The logit
+/// lens's products run on `analytics` (`--analytics-device`).
 pub fn measure_batched(
     family: &Family,
     text: &str,
     prompts: &[String],
     eval: &EvalOptions,
     session: SessionOptions,
+    analytics: Device,
 ) -> Result<FamilyMeasurements, FamilyError> {
     let start = Instant::now();
     let reference_path = &family.members[family.reference].path;
@@ -391,8 +393,8 @@ pub fn measure_batched(
     let evaluation_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
     let ids = prompt_ids(&reference, prompts)?;
-    // The logit lens: each model's own output norm and head, on the device
-    // the models run on.
+    // The logit lens: each model's own output norm and head, on the
+    // analytics device.
     let parts = std::iter::once(&reference)
         .chain(refs.iter().map(|s| &**s))
         .map(HeadParts::of)
@@ -400,7 +402,7 @@ pub fn measure_batched(
     let mut heads = parts
         .iter()
         .zip(std::iter::once(&reference).chain(refs.iter().map(|s| &**s)))
-        .map(|(p, s)| p.head(s, session.device))
+        .map(|(p, s)| p.head(s, analytics))
         .collect::<Result<Vec<_>, _>>()?;
     let (base_head, member_heads) = heads
         .split_first_mut()

@@ -478,6 +478,7 @@ fn run_build(args: &BuildArgs, verbose: u8) -> anyhow::Result<()> {
             args,
             &mut resolved.pipeline.site.models,
             &i.prompts,
+            i.analytics_device,
             &resolved.pipeline.isolation,
             &progress,
         )?,
@@ -623,6 +624,7 @@ fn family_options(
     args: &BuildArgs,
     models: &mut Vec<PathBuf>,
     prompts: &[ggviz::analysis::prompts::PromptSpec],
+    analytics_device: Option<Device>,
     isolation: &Isolation,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Option<pipeline::FamilyOptions>> {
@@ -739,6 +741,7 @@ fn family_options(
         },
         prompts: prompts.iter().filter_map(|p| p.text.clone()).collect(),
         session,
+        analytics_device,
         made,
         reference_note,
         stages,

@@ -626,6 +626,8 @@ pub struct FamilyOptions {
     /// Prompts the members are compared on layer by layer.
     pub prompts: Vec<String>,
     pub session: SessionOptions,
+    /// Where the logit lens's products run (`None`: the model's device).
+    pub analytics_device: Option<Device>,
     /// Files ggviz made in this build, with their type.
     pub made: Vec<(PathBuf, QuantType)>,
     /// What the reference is, when ggviz made it (shown on the page).
@@ -670,6 +672,7 @@ pub fn family_entries(
                 prompts: options.prompts.clone(),
                 eval: options.eval.clone(),
                 session: options.session,
+                analytics_device: options.analytics_device.unwrap_or(options.session.device),
             },
             Job::FamilyDecoding {
                 family: fam.clone(),

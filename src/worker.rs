@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::embeddings::EmbeddingOptions;
 use crate::analysis::quant_impact::imatrix::{self, ImatrixOptions};
 use crate::analysis::quant_impact::output::EvalOptions;
-use crate::engine::{Session, SessionOptions};
+use crate::engine::{Device, Session, SessionOptions};
 use crate::family::{self, Decoding, Family, FamilyMeasurements, Ladder, LadderOptions};
 use crate::pipeline::{self, InferenceOptions, ModelAnalysis};
 use crate::report::embeddings::EmbeddingsSection;
@@ -114,6 +114,8 @@ pub enum Job {
         prompts: Vec<String>,
         eval: EvalOptions,
         session: SessionOptions,
+        /// Where the logit lens's products run.
+        analytics_device: Device,
     },
     /// A family's token-by-token measurements: continuations and speed
     /// ([`family::measure_decoding`]), run without the passive wait policy.
@@ -321,8 +323,14 @@ impl Job {
                 prompts,
                 eval,
                 session,
+                analytics_device,
             } => Ok(Output::Family(Box::new(family::measure_batched(
-                fam, eval_text, prompts, eval, *session,
+                fam,
+                eval_text,
+                prompts,
+                eval,
+                *session,
+                *analytics_device,
             )?))),
             Job::FamilyDecoding {
                 family: fam,

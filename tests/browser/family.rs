@@ -63,6 +63,7 @@ fn family_site(dir: &Path) -> PathBuf {
         },
         prompts: vec!["the cat sat on the mat".into(), HOSTILE_PROMPT.into()],
         session,
+        analytics_device: None,
         made: vec![(q8.path, QuantType::Q8_0)],
         reference_note: None,
         stages: Vec::new(),
