@@ -148,13 +148,7 @@ impl DeviceMatrix {
             unsafe { sys::ggml_backend_free(backend.as_ptr()) };
             e
         };
-        // SAFETY: `backend` is live; the thread count is clamped to c_int.
-        unsafe {
-            if sys::ggml_backend_is_cpu(backend.as_ptr()) {
-                let n = i32::try_from(threads.max(1)).unwrap_or(i32::MAX);
-                sys::ggml_backend_cpu_set_n_threads(backend.as_ptr(), n);
-            }
-        }
+        set_threads(backend, threads);
         let ctx = describing_context(1, false)
             .ok_or_else(|| free_backend(err("ggml could not create a context".into())))?;
         // SAFETY: the context has room for one tensor; the shape is a whole
@@ -356,6 +350,36 @@ impl Drop for DeviceMatrix {
             sys::ggml_free(self.ctx.as_ptr());
             sys::ggml_backend_free(self.backend.as_ptr());
         }
+    }
+}
+
+/// Gives `backend` `threads` threads where its backend takes a thread count
+/// (the CPU and BLAS backends do), through the registry's
+/// `ggml_backend_set_n_threads` entry point as llama.cpp's own context does,
+/// not the CPU backend's direct call: the entry point exists whether the
+/// backend is linked in or loaded at run time.
+fn set_threads(backend: NonNull<sys::ggml_backend>, threads: usize) {
+    let n = i32::try_from(threads.max(1)).unwrap_or(i32::MAX);
+    // SAFETY: `backend` is live, so are its device and registry; the entry
+    // point, when the registry has one, has the type
+    // `ggml_backend_set_n_threads_t` (ggml-backend.h).
+    unsafe {
+        let dev = sys::ggml_backend_get_device(backend.as_ptr());
+        let reg = if dev.is_null() {
+            ptr::null_mut()
+        } else {
+            sys::ggml_backend_dev_backend_reg(dev)
+        };
+        if reg.is_null() {
+            return;
+        }
+        let f = sys::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_set_n_threads".as_ptr());
+        if f.is_null() {
+            return;
+        }
+        let set: unsafe extern "C" fn(sys::ggml_backend_t, std::os::raw::c_int) =
+            std::mem::transmute(f);
+        set(backend.as_ptr(), n);
     }
 }
 
