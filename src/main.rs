@@ -23,6 +23,11 @@ struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Load llama.cpp's backend libraries (CPU variants, libggml-cuda.so,
+    /// libggml-vulkan.so) from this folder (a build with the
+    /// `dynamic-backends` feature; GGVIZ_BACKEND_DIR also works).
+    #[arg(long, global = true, value_name = "DIR")]
+    backend_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -359,8 +364,13 @@ fn isolation(engine: &EngineArgs, verbose: u8) -> anyhow::Result<Isolation> {
     if engine.in_process {
         return Ok(Isolation::InProcess);
     }
-    let cmd = WorkerCommand::current(verbose)
+    let mut cmd = WorkerCommand::current(verbose)
         .context("cannot find ggviz's own executable to start its worker")?;
+    // The worker loads the same backends.
+    if let Some(dir) = ggviz::engine::ffi::backend_dir() {
+        cmd.args.push("--backend-dir".into());
+        cmd.args.push(dir.display().to_string());
+    }
     Ok(Isolation::Worker(cmd))
 }
 
@@ -877,6 +887,12 @@ fn run_imatrix(args: &ImatrixArgs, verbose: u8) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Some(dir) = &cli.backend_dir
+        && let Err(e) = ggviz::engine::ffi::set_backend_dir(dir.clone())
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Command::Build(args) => run_build(args, cli.verbose),
         Command::Inspect(args) => run_inspect(args),

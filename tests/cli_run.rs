@@ -147,6 +147,24 @@ fn refusals_are_clear() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("built without it"));
     }
+
+    // A backend folder: refused where the backends are linked in, and a
+    // missing folder is refused either way.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let out = ggviz(&["-p", "Hi", "--backend-dir", dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "dynamic-backends") {
+        assert!(out.status.success(), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("links llama.cpp's backends statically"),
+            "{err}"
+        );
+    }
+    let out = ggviz(&["-p", "Hi", "--backend-dir", "/no/such/folder"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

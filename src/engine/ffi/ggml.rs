@@ -82,7 +82,7 @@ pub fn round_like_cpu_matmul(
         ));
     }
     // SAFETY: ids below GGML_TYPE_COUNT index ggml's static tables.
-    let dot_type = match unsafe { sys::ggml_get_type_traits_cpu(id).as_ref() } {
+    let dot_type = match unsafe { cpu_traits(id).as_ref() } {
         Some(cpu) => cpu.vec_dot_type,
         None => return Err(format!("no CPU kernel for {}", weight.name())),
     };
@@ -96,7 +96,7 @@ pub fn round_like_cpu_matmul(
     let (traits, cpu) = unsafe {
         (
             &*sys::ggml_get_type_traits(dot_type),
-            sys::ggml_get_type_traits_cpu(dot_type).as_ref(),
+            cpu_traits(dot_type).as_ref(),
         )
     };
     let block = usize::try_from(traits.blck_size).unwrap_or(0);
@@ -175,4 +175,21 @@ fn decode_q8(
 fn lossy_static(s: *const c_char) -> String {
     // SAFETY: ggml's type names are static NUL-terminated strings or null.
     unsafe { lossy(s) }
+}
+
+/// The CPU kernels' traits of `ty`: linked in, or from the CPU module loaded
+/// at run time (`dynamic-backends`).
+///
+/// # Safety
+/// `ty` must be below `GGML_TYPE_COUNT`.
+unsafe fn cpu_traits(ty: sys::ggml_type) -> *const sys::ggml_type_traits_cpu {
+    #[cfg(feature = "dynamic-backends")]
+    {
+        super::backends::cpu_type_traits(ty)
+    }
+    #[cfg(not(feature = "dynamic-backends"))]
+    // SAFETY: the caller checked `ty`.
+    unsafe {
+        sys::ggml_get_type_traits_cpu(ty)
+    }
 }

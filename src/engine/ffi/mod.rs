@@ -16,6 +16,8 @@
 //! `GGML_ASSERT`, which aborts the process).
 #![allow(unsafe_code)]
 
+#[cfg(feature = "dynamic-backends")]
+pub mod backends;
 pub mod context;
 pub mod ggml;
 pub mod matmul;
@@ -43,6 +45,37 @@ pub type TokenId = i32;
 
 static INIT: Once = Once::new();
 
+/// The folder of backend libraries named on the command line
+/// (`--backend-dir`), searched first.
+static BACKEND_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Names the folder llama.cpp's backend libraries are loaded from (before
+/// anything starts llama.cpp). Only a build with the `dynamic-backends`
+/// feature loads backends at run time; the default build links them.
+pub fn set_backend_dir(dir: std::path::PathBuf) -> Result<(), String> {
+    if !cfg!(feature = "dynamic-backends") {
+        return Err(format!(
+            "--backend-dir {}: this ggviz links llama.cpp's backends statically \
+             (build it with `--features dynamic-backends` to load them at run time)",
+            dir.display()
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(format!("--backend-dir {}: no such folder", dir.display()));
+    }
+    if INIT.is_completed() {
+        return Err("the backend folder must be set before llama.cpp starts".into());
+    }
+    BACKEND_DIR
+        .set(dir)
+        .map_err(|_| "the backend folder is already set".to_string())
+}
+
+/// The folder given to [`set_backend_dir`], if any.
+pub fn backend_dir() -> Option<&'static std::path::Path> {
+    BACKEND_DIR.get().map(|p| p.as_path())
+}
+
 thread_local! {
     /// The errors llama.cpp logged on this thread since the last
     /// [`clear_last_error`]. llama.cpp explains a failed load or context
@@ -65,6 +98,14 @@ pub fn init() {
         // data pointer is unused.
         unsafe {
             sys::llama_log_set(Some(log_to_tracing), ptr::null_mut());
+        }
+        // Built with dynamic backends: load them (the best CPU variant, GPU
+        // libraries) before llama.cpp looks for any.
+        #[cfg(feature = "dynamic-backends")]
+        backends::load();
+        // SAFETY: takes no arguments; the backends are registered above or
+        // linked in.
+        unsafe {
             sys::llama_backend_init();
         }
     });
