@@ -140,12 +140,21 @@ fn refusals_are_clear() {
 
     let out = ggviz(&["-p", "Hi", "--device", "tpu"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("expected `cpu` or `cuda:N`"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected `cpu`, `cuda:N` or `vulkan:N`")
+    );
 
     if !cfg!(feature = "cuda") {
         let out = ggviz(&["-p", "Hi", "--device", "cuda:0"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("built without it"));
+    }
+
+    if !cfg!(feature = "dynamic-backends") {
+        let out = ggviz(&["-p", "Hi", "--device", "vulkan:0"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("scripts/build-backend.sh vulkan"), "{err}");
     }
 
     // A backend folder: refused where the backends are linked in, and a

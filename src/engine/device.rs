@@ -1,4 +1,4 @@
-//! Where computation runs: `cpu` or `cuda:N`.
+//! Where computation runs: `cpu`, `cuda:N` or `vulkan:N`.
 //!
 //! The model and the analytics may sit on different devices (the model on
 //! one GPU, cuBLAS analytics on another), so the device is a small value type
@@ -19,6 +19,10 @@ pub enum Device {
     Cpu,
     /// The CUDA GPU with this index (needs the `cuda` feature).
     Cuda(u32),
+    /// The Vulkan device with this index, from a backend library loaded at
+    /// run time (needs the `dynamic-backends` feature and
+    /// `libggml-vulkan.so`, see `scripts/build-backend.sh`).
+    Vulkan(u32),
 }
 
 impl Device {
@@ -28,6 +32,7 @@ impl Device {
         match self {
             Device::Cpu => true,
             Device::Cuda(_) => cfg!(feature = "cuda"),
+            Device::Vulkan(_) => cfg!(feature = "dynamic-backends"),
         }
     }
 
@@ -36,16 +41,17 @@ impl Device {
         match self {
             Device::Cpu => None,
             Device::Cuda(n) => Some(format!("CUDA{n}")),
+            Device::Vulkan(n) => Some(format!("Vulkan{n}")),
         }
     }
 
     /// Checks that this build can use the device (see
     /// [`Device::is_supported_by_build`]).
     pub fn check_supported(self) -> Result<Device, DeviceError> {
-        if self.is_supported_by_build() {
-            Ok(self)
-        } else {
-            Err(DeviceError::CudaNotBuilt(self.to_string()))
+        match self {
+            _ if self.is_supported_by_build() => Ok(self),
+            Device::Vulkan(_) => Err(DeviceError::NeedsDynamicBackends(self.to_string())),
+            _ => Err(DeviceError::CudaNotBuilt(self.to_string())),
         }
     }
 }
@@ -61,6 +67,7 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::Vulkan(n) => write!(f, "vulkan:{n}"),
         }
     }
 }
@@ -68,16 +75,22 @@ impl fmt::Display for Device {
 impl FromStr for Device {
     type Err = DeviceError;
 
-    /// Parses `cpu`, `cuda` (= `cuda:0`) or `cuda:N`, case-insensitively.
+    /// Parses `cpu`, `cuda` (= `cuda:0`), `cuda:N`, `vulkan` (= `vulkan:0`)
+    /// or `vulkan:N`, case-insensitively.
     fn from_str(s: &str) -> Result<Device, DeviceError> {
         let lower = s.trim().to_ascii_lowercase();
+        let index = |prefix: &str| {
+            lower
+                .strip_prefix(prefix)
+                .and_then(|n| n.parse::<u32>().ok())
+        };
         match lower.as_str() {
             "cpu" => Ok(Device::Cpu),
             "cuda" => Ok(Device::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<u32>().ok())
+            "vulkan" => Ok(Device::Vulkan(0)),
+            _ => index("cuda:")
                 .map(Device::Cuda)
+                .or_else(|| index("vulkan:").map(Device::Vulkan))
                 .ok_or_else(|| DeviceError::Syntax(s.to_string())),
         }
     }
@@ -115,6 +128,11 @@ mod tests {
         }
         assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
         assert_eq!(Device::Cuda(3).ggml_name().as_deref(), Some("CUDA3"));
+        assert_eq!("Vulkan".parse(), Ok(Device::Vulkan(0)));
+        assert_eq!("vulkan:2".parse(), Ok(Device::Vulkan(2)));
+        assert_eq!(Device::Vulkan(2).to_string(), "vulkan:2");
+        assert_eq!(Device::Vulkan(2).ggml_name().as_deref(), Some("Vulkan2"));
+        assert!("vulkan:".parse::<Device>().is_err());
     }
 
     #[test]
@@ -127,6 +145,15 @@ mod tests {
             assert_eq!(cuda, Ok(Device::Cuda(0)));
         } else {
             assert_eq!(cuda, Err(DeviceError::CudaNotBuilt("cuda:0".into())));
+        }
+        let vulkan = Device::Vulkan(0).check_supported();
+        if cfg!(feature = "dynamic-backends") {
+            assert_eq!(vulkan, Ok(Device::Vulkan(0)));
+        } else {
+            assert_eq!(
+                vulkan,
+                Err(DeviceError::NeedsDynamicBackends("vulkan:0".into()))
+            );
         }
     }
 }

@@ -80,9 +80,16 @@ pub enum EngineError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceError {
-    /// Not `cpu` or `cuda:N`.
-    #[error("unknown device `{0}`: expected `cpu` or `cuda:N` (N = 0, 1, ...)")]
+    /// Not `cpu`, `cuda:N` or `vulkan:N`.
+    #[error("unknown device `{0}`: expected `cpu`, `cuda:N` or `vulkan:N` (N = 0, 1, ...)")]
     Syntax(String),
+    /// `vulkan:N` asked of a binary that links its backends statically.
+    #[error(
+        "device `{0}` comes from a backend library loaded at run time; rebuild ggviz \
+         with `--features dynamic-backends` and build the library with \
+         `scripts/build-backend.sh vulkan`"
+    )]
+    NeedsDynamicBackends(String),
     /// `cuda:N` asked of a binary built without the `cuda` feature.
     #[error(
         "device `{0}` needs CUDA, but this ggviz was built without it; \

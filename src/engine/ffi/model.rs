@@ -85,7 +85,7 @@ impl Model {
         mp.vocab_only = vocab_only;
         mp.n_gpu_layers = match params.device {
             Device::Cpu => 0,
-            Device::Cuda(_) => params
+            Device::Cuda(_) | Device::Vulkan(_) => params
                 .gpu_layers
                 .map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)),
         };

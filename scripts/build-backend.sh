@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds one of llama.cpp's GPU backends as a library ggviz loads at run
+# time (a ggviz built with `--features dynamic-backends`): libggml-vulkan.so
+# or libggml-cuda.so, from the very llama.cpp source the llama-cpp-sys-2
+# crate vendors (a backend built from other source is not compatible), into
+# target/backends/. Then: ggviz --backend-dir target/backends ...
+# Usage: scripts/build-backend.sh vulkan|cuda
+# Vulkan needs (Debian): libvulkan-dev glslc spirv-headers; to run it without
+# a GPU, mesa-vulkan-drivers (lavapipe) and GGML_VK_VISIBLE_DEVICES=0.
+# CUDA needs nvcc (CUDA >= 12.6 for Hopper); CUDAARCHS picks the GPUs
+# (default 80;90).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:?usage: scripts/build-backend.sh vulkan|cuda}
+case "$kind" in
+  vulkan) flags=(-DGGML_VULKAN=ON) ;;
+  cuda) flags=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDAARCHS:-80;90}") ;;
+  *) echo "unknown backend $kind (vulkan or cuda)" >&2; exit 2 ;;
+esac
+command -v cmake >/dev/null || { echo "cmake is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+if [ "$kind" = vulkan ]; then
+  # This llama.cpp's Vulkan backend uses VK_EXT_layer_settings
+  # (ggml-vulkan.cpp, vk::LayerSettingEXT): Debian 12's headers (1.3.239)
+  # lack it and the compile fails deep in the build; say so first.
+  header=${VULKAN_SDK:+$VULKAN_SDK/include/}vulkan/vulkan_core.h
+  found=$(for d in ${VULKAN_SDK:+"$VULKAN_SDK/include"} /usr/include /usr/local/include; do
+    [ -f "$d/vulkan/vulkan_core.h" ] && echo "$d/vulkan/vulkan_core.h" && break; done)
+  if [ -z "$found" ]; then
+    echo "no Vulkan headers ($header): install libvulkan-dev glslc spirv-headers, or set VULKAN_SDK" >&2; exit 1
+  fi
+  if ! grep -q VK_EXT_layer_settings "$found"; then
+    echo "the Vulkan headers $found ($(grep -m1 -o 'VK_HEADER_VERSION [0-9]*' "$found")) lack VK_EXT_layer_settings," \
+      "which llama.cpp's Vulkan backend needs: install newer headers (Debian 13's libvulkan-dev, or the" \
+      "LunarG SDK with VULKAN_SDK set)" >&2
+    exit 1
+  fi
+  command -v glslc >/dev/null || { echo "glslc is missing (Debian: glslc)" >&2; exit 1; }
+fi
+# The vendored source, by the version Cargo.lock pins.
+version=$(awk '/^name = "llama-cpp-sys-2"/ { getline; gsub(/[" ]/, "", $0); sub(/version=/, "", $0); print; exit }' Cargo.lock)
+src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
+[ -d "$src" ] || { echo "llama-cpp-sys-2 $version's source is not in the cargo registry (run cargo fetch)" >&2; exit 1; }
+build=target/backend-build/$kind
+out=target/backends
+mkdir -p "$out" "$build"
+# Configured from llama.cpp's top level, as the crate's build script does
+# (the vendored ggml lacks what a stand-alone ggml configure needs); only
+# the backend's target is built.
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+  -DGGML_BACKEND_DL=ON -DGGML_NATIVE=OFF -DGGML_CPU=OFF -DCMAKE_SKIP_RPATH=ON \
+  -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
+  -DLLAMA_OPENSSL=OFF "${flags[@]}" > "$build.cmake.log" 2>&1 \
+  || { tail -30 "$build.cmake.log"; exit 1; }
+cmake --build "$build" --target "ggml-$kind" -j "$(nproc)" > "$build.log" 2>&1 \
+  || { tail -30 "$build.log"; exit 1; }
+lib=$(find "$build" -name "libggml-$kind.so" | head -1)
+strip --strip-unneeded -o "$out/libggml-$kind.so" "$lib"
+echo "llama-cpp-sys-2 $version" > "$out/libggml-$kind.so.version"
+ls -l "$out/libggml-$kind.so"
