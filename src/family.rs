@@ -381,13 +381,7 @@ pub fn measure_batched(
     analytics: Device,
 ) -> Result<FamilyMeasurements, FamilyError> {
     let start = Instant::now();
-    let reference_path = &family.members[family.reference].path;
-    let mut reference = Session::load(reference_path, session)?;
-    let mut sessions = family
-        .members
-        .iter()
-        .map(|m| Session::load(&m.path, session))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut reference, mut sessions) = load_members(family, session)?;
     let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
     let outputs = output::evaluate(&mut reference, &mut refs, text, eval)?;
     let evaluation_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -460,6 +454,21 @@ pub fn measure_batched(
     })
 }
 
+/// The reference and every member (the reference among them, loaded
+/// again), each in a session of its own.
+fn load_members(
+    family: &Family,
+    session: SessionOptions,
+) -> Result<(Session, Vec<Session>), EngineError> {
+    let reference = Session::load(&family.members[family.reference].path, session)?;
+    let members = family
+        .members
+        .iter()
+        .map(|m| Session::load(&m.path, session))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((reference, members))
+}
+
 /// The prompts' token ids, by the reference's tokenizer.
 fn prompt_ids(reference: &Session, prompts: &[String]) -> Result<Vec<Vec<TokenId>>, EngineError> {
     prompts
@@ -481,13 +490,7 @@ pub fn measure_decoding(
     session: SessionOptions,
 ) -> Result<Decoding, FamilyError> {
     let start = Instant::now();
-    let reference_path = &family.members[family.reference].path;
-    let mut reference = Session::load(reference_path, session)?;
-    let mut sessions = family
-        .members
-        .iter()
-        .map(|m| Session::load(&m.path, session))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut reference, mut sessions) = load_members(family, session)?;
     let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
     let ids = prompt_ids(&reference, prompts)?;
     let generations = generations::generate(

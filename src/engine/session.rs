@@ -459,19 +459,7 @@ impl Session {
             ids.len(),
         )?;
         ctx.decode_logits_from(ids, first)?;
-        let mut data = Vec::with_capacity((ids.len() - first) * n_vocab);
-        for i in first..ids.len() {
-            let row = ctx.logits(i).ok_or_else(|| EngineError::Decode {
-                status: 0,
-                reason: Some(format!("no logits for position {i}")),
-            })?;
-            data.extend_from_slice(row);
-        }
-        Ok(Matrix {
-            rows: ids.len() - first,
-            cols: n_vocab,
-            data,
-        })
+        copy_logit_rows(ctx, first..ids.len(), n_vocab)
     }
 
     /// A greedy continuation of `ids`: `n` times the most probable next
@@ -657,8 +645,18 @@ fn argmax(row: &[f32]) -> TokenId {
 
 /// Copies the logits of every position out of llama.cpp's output buffer.
 fn copy_logits(ctx: &Context, n_tokens: usize, n_vocab: usize) -> Result<Matrix, EngineError> {
-    let mut data = Vec::with_capacity(n_tokens * n_vocab);
-    for i in 0..n_tokens {
+    copy_logit_rows(ctx, 0..n_tokens, n_vocab)
+}
+
+/// Copies the logits of `positions` (asked for in the last decode) out of
+/// llama.cpp's output buffer, one row each.
+fn copy_logit_rows(
+    ctx: &Context,
+    positions: std::ops::Range<usize>,
+    n_vocab: usize,
+) -> Result<Matrix, EngineError> {
+    let mut data = Vec::with_capacity(positions.len() * n_vocab);
+    for i in positions.clone() {
         let row = ctx.logits(i).ok_or_else(|| EngineError::Decode {
             status: 0,
             reason: Some(format!("no logits for position {i}")),
@@ -666,7 +664,7 @@ fn copy_logits(ctx: &Context, n_tokens: usize, n_vocab: usize) -> Result<Matrix,
         data.extend_from_slice(row);
     }
     Ok(Matrix {
-        rows: n_tokens,
+        rows: positions.len(),
         cols: n_vocab,
         data,
     })

@@ -266,8 +266,9 @@ impl Context {
 
     fn decode_batch(&mut self, batch: &Batch) -> Result<(), EngineError> {
         clear_last_error();
-        // SAFETY: the batch is valid (see `Batch::sequences`) and lives until
-        // the call returns; this context has no callback.
+        // SAFETY: the batch is valid (made by `Batch::sequences` or
+        // `Batch::at`) and lives until the call returns; no observer is
+        // installed, so the callback (if the context has one) wants nothing.
         let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
         if status != 0 {
             return Err(EngineError::Decode {
@@ -397,18 +398,7 @@ impl Context {
             // SAFETY: the context is live; see `decode`.
             unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) };
         }
-        clear_last_error();
-        // SAFETY: the batch is valid (see `Batch::at`) and lives until the
-        // call returns; no observer is installed, so the callback (if the
-        // context has one) wants nothing.
-        let status = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
-        if status != 0 {
-            return Err(EngineError::Decode {
-                status,
-                reason: take_last_error(),
-            });
-        }
-        Ok(())
+        self.decode_batch(&batch)
     }
 
     /// The logits of position `i` of the last decode.
