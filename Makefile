@@ -2,7 +2,14 @@
 MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 
-.PHONY: demo test bench setup model
+.PHONY: demo test bench setup model vulkan dist
+
+# llama.cpp's Vulkan backend on Mesa's software driver (lavapipe): the GPU
+# code path, tested without a GPU. GGML_VK_VISIBLE_DEVICES=0 because ggml
+# skips CPU-type Vulkan devices unless they are named.
+LAVAPIPE := /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+VULKAN_ENV := GGVIZ_BACKEND_DIR=$(CURDIR)/target/backends GGML_VK_VISIBLE_DEVICES=0 \
+	VK_ICD_FILENAMES=$(LAVAPIPE) VK_DRIVER_FILES=$(LAVAPIPE) GGVIZ_TEST_DEVICE=vulkan:0
 
 setup:
 	@scripts/setup.sh
@@ -23,8 +30,18 @@ test: setup model
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
+	scripts/build-backend.sh vulkan
+	$(VULKAN_ENV) $(CARGO) test --test engine_gpu -- --nocapture
 	$(CARGO) test --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# libggml-vulkan.so into target/backends (for --backend-dir / GGVIZ_BACKEND_DIR).
+vulkan: setup
+	scripts/build-backend.sh vulkan
+
+# A folder to copy to other x86-64 Linux machines (scripts/dist.sh).
+dist:
+	scripts/dist.sh
 
 # The performance figures of the README (release builds; run on a quiet machine).
 bench: setup model

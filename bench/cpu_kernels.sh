@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
-# llama.cpp's CPU kernels for this processor vs the portable x86-64-v3 (AVX2)
-# ones that llama-cpp-sys-2 builds unless Rust targets the native CPU
-# (issue 12): the demo model's `ggviz build`, both binaries alternately, 3
-# runs each, printing ggviz's stage times. The native binary is this
-# checkout's release build (.cargo/config.toml sets target-cpu=native); the
-# portable one is built into target/portable (a full build: ~10 min on 2
-# cores the first time). Run on a quiet machine.
+# llama.cpp's CPU kernels: the variant ggml picks for this processor vs the
+# AVX2 one (`haswell`: what a portable x86-64-v3 static build ran) and the
+# baseline (`x64`: SSE2), issue 12. One binary, the demo model's
+# `ggviz build`, each variant alone in its own --backend-dir, alternately,
+# 3 runs each, printing ggviz's stage times. Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uptime
 model=${GGVIZ_TEST_MODEL:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 cargo build --release --quiet
-RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --release --quiet --target-dir target/portable
+bin=target/release/ggviz
+best=$("$bin" devices --json | python3 -c 'import json,sys; print(next(l["path"] for l in json.load(sys.stdin)["libraries"] if l["kind"]=="cpu" and l["error"] is None))')
+variants=$(dirname "$best")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+names=()
+for v in "$(basename "$best" .so | sed 's/^libggml-cpu-//')" haswell x64; do
+  [ -f "$variants/libggml-cpu-$v.so" ] || continue
+  mkdir -p "$tmp/$v"
+  cp "$variants/libggml-cpu-$v.so" "$tmp/$v/"
+  names+=("$v")
+done
+echo "variants: ${names[*]} (the first is ggml's choice here)"
 for run in 1 2 3; do
-  for bin in target/portable/release/ggviz target/release/ggviz; do
+  for v in "${names[@]}"; do
     rm -rf "$tmp/site"
     start=$(date +%s%N)
-    "$bin" build "$model" -o "$tmp/site" 2>"$tmp/log"
+    "$bin" --backend-dir "$tmp/$v" build "$model" -o "$tmp/site" 2>"$tmp/log"
     end=$(date +%s%N)
-    kind=native
-    [[ $bin == target/portable/* ]] && kind=portable
-    printf '%-8s run %d: %5.2f s wall; %s\n' "$kind" "$run" "$(echo "($end - $start) / 1000000000" | bc -l)" \
+    printf '%-16s run %d: %5.2f s wall; %s\n' "$v" "$run" "$(echo "($end - $start) / 1000000000" | bc -l)" \
       "$(grep -o 'read .*' "$tmp/log" | head -1)"
   done
 done

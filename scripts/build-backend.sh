@@ -5,7 +5,8 @@
 # crate vendors (a backend built from other source is not compatible), into
 # target/backends/. Then: ggviz --backend-dir target/backends ...
 # Usage: scripts/build-backend.sh vulkan|cuda
-# Vulkan needs (Debian): libvulkan-dev glslc spirv-headers; to run it without
+# Vulkan needs (Debian): glslc and libvulkan1, and headers new enough
+# (fetched from Debian 13 where the machine's are older); to run it without
 # a GPU, mesa-vulkan-drivers (lavapipe) and GGML_VK_VISIBLE_DEVICES=0.
 # CUDA needs nvcc (CUDA >= 12.6 for Hopper); CUDAARCHS picks the GPUs
 # (default 80;90).
@@ -18,23 +19,34 @@ case "$kind" in
   *) echo "unknown backend $kind (vulkan or cuda)" >&2; exit 2 ;;
 esac
 command -v cmake >/dev/null || { echo "cmake is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+vk_flags=()
 if [ "$kind" = vulkan ]; then
   # This llama.cpp's Vulkan backend uses VK_EXT_layer_settings
   # (ggml-vulkan.cpp, vk::LayerSettingEXT): Debian 12's headers (1.3.239)
-  # lack it and the compile fails deep in the build; say so first.
-  header=${VULKAN_SDK:+$VULKAN_SDK/include/}vulkan/vulkan_core.h
-  found=$(for d in ${VULKAN_SDK:+"$VULKAN_SDK/include"} /usr/include /usr/local/include; do
-    [ -f "$d/vulkan/vulkan_core.h" ] && echo "$d/vulkan/vulkan_core.h" && break; done)
-  if [ -z "$found" ]; then
-    echo "no Vulkan headers ($header): install libvulkan-dev glslc spirv-headers, or set VULKAN_SDK" >&2; exit 1
+  # lack it and the compile fails deep in the build. Headers are only needed
+  # at build time (ggml-vulkan loads every function through the loader at run
+  # time, and Debian 12's loader 1.3.239 runs it), so where the machine's are
+  # too old, Debian 13's libvulkan-dev and spirv-headers packages are fetched
+  # from Debian's archive by apt (signature-checked) and unpacked under
+  # .cache/vulkan-headers, nothing installed: scripts/vulkan-headers.sh.
+  command -v glslc >/dev/null || { echo "glslc is missing (Debian: glslc)" >&2; exit 1; }
+  loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ { print $NF; exit }')
+  [ -n "$loader" ] || { echo "the Vulkan loader libvulkan.so.1 is missing (Debian: libvulkan1)" >&2; exit 1; }
+  if [ -n "${VULKAN_SDK:-}" ]; then
+    inc=$VULKAN_SDK/include
+  elif grep -qs VK_EXT_layer_settings /usr/include/vulkan/vulkan_core.h && [ -f /usr/include/spirv/unified1/spirv.hpp ]; then
+    inc=/usr/include
+  else
+    prefix=$(scripts/vulkan-headers.sh)
+    inc=$prefix/include
+    vk_flags=("-DSPIRV-Headers_DIR=$prefix/share/cmake/SPIRV-Headers")
   fi
-  if ! grep -q VK_EXT_layer_settings "$found"; then
-    echo "the Vulkan headers $found ($(grep -m1 -o 'VK_HEADER_VERSION [0-9]*' "$found")) lack VK_EXT_layer_settings," \
-      "which llama.cpp's Vulkan backend needs: install newer headers (Debian 13's libvulkan-dev, or the" \
-      "LunarG SDK with VULKAN_SDK set)" >&2
+  if ! grep -qs VK_EXT_layer_settings "$inc/vulkan/vulkan_core.h"; then
+    echo "the Vulkan headers in $inc ($(grep -m1 -o 'VK_HEADER_VERSION [0-9]*' "$inc/vulkan/vulkan_core.h" 2>/dev/null))" \
+      "lack VK_EXT_layer_settings, which llama.cpp's Vulkan backend needs" >&2
     exit 1
   fi
-  command -v glslc >/dev/null || { echo "glslc is missing (Debian: glslc)" >&2; exit 1; }
+  vk_flags+=("-DVulkan_INCLUDE_DIR=$inc" "-DVulkan_LIBRARY=$loader")
 fi
 # The vendored source, by the version Cargo.lock pins.
 version=$(awk '/^name = "llama-cpp-sys-2"/ { getline; gsub(/[" ]/, "", $0); sub(/version=/, "", $0); print; exit }' Cargo.lock)
@@ -50,7 +62,7 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
   -DGGML_BACKEND_DL=ON -DGGML_NATIVE=OFF -DGGML_CPU=OFF -DCMAKE_SKIP_RPATH=ON \
   -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
-  -DLLAMA_OPENSSL=OFF "${flags[@]}" > "$build.cmake.log" 2>&1 \
+  -DLLAMA_OPENSSL=OFF "${flags[@]}" ${vk_flags[@]+"${vk_flags[@]}"} > "$build.cmake.log" 2>&1 \
   || { tail -30 "$build.cmake.log"; exit 1; }
 cmake --build "$build" --target "ggml-$kind" -j "$(nproc)" > "$build.log" 2>&1 \
   || { tail -30 "$build.log"; exit 1; }

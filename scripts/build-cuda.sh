@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds ggviz with llama.cpp's CUDA backend (`--features cuda`) into
-# target/cuda/, with the GPU check test (tests/engine_cuda.rs) beside it.
+# target/cuda/, with the GPU check test (tests/engine_gpu.rs) beside it.
 #
 # Needs the CUDA toolkit (nvcc, cudart and cuBLAS static libraries). Where
 # nvcc is missing on Debian 12, it installs Debian's own toolkit (CUDA 11.8,
@@ -83,12 +83,12 @@ echo "$CUDAARCHS" >"$stamp"
 # with the same features (a separate `cargo build` would resolve the
 # dependencies' features without the dev-dependencies and compile llama.cpp's
 # CUDA backend a second time).
-test_bin=$(cargo test --release --features cuda --target-dir target/cuda --test engine_cuda \
+test_bin=$(cargo test --release --features cuda --target-dir target/cuda --test engine_gpu \
   --no-run --message-format=json-render-diagnostics |
   python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "engine_cuda":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "engine_gpu":
         print(m["executable"])')
 echo "target/cuda/release/ggviz"
 echo "$test_bin"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test ggviz:
 # cmake and libclang-dev (llama.cpp's build and bindgen), Chromium and
-# ChromeDriver (browser tests), and the PyPI `gguf` package (the peer reader
-# the tests cross-check against). Skips whatever is already there.
+# ChromeDriver (browser tests), glslc, the Vulkan loader and Mesa's Vulkan
+# drivers (llama.cpp's Vulkan backend, built and run on the software driver
+# lavapipe by the tests), and the PyPI `gguf` package (the peer reader the
+# tests cross-check against). Skips whatever is already there.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,9 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v glslc >/dev/null 2>&1 || need+=(glslc)
+dpkg -s libvulkan1 >/dev/null 2>&1 || need+=(libvulkan1)
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -157,7 +157,7 @@ struct BuildArgs {
     #[arg(long)]
     ablation: bool,
     /// Where the analytics' matrix products run (the logit lens over every
-    /// layer): cpu or cuda:N (default: the model's --device). With two GPUs,
+    /// layer): cpu, cuda:N or vulkan:N (default: the model's --device). With two GPUs,
     /// `--device cuda:0 --analytics-device cuda:1` keeps them apart.
     #[arg(long, value_name = "DEVICE", value_parser = parse_supported)]
     analytics_device: Option<Device>,
@@ -232,11 +232,12 @@ struct EngineArgs {
     /// that makes llama.cpp abort then takes ggviz down with it.
     #[arg(long)]
     in_process: bool,
-    /// Where the model runs: cpu (default), or cuda:N with a build that
-    /// has the `cuda` feature.
+    /// Where the model runs: cpu (default), cuda:N or vulkan:N (a GPU
+    /// backend library loaded at run time, from --backend-dir; see
+    /// `ggviz devices` and scripts/build-backend.sh).
     #[arg(long, value_parser = parse_supported)]
     device: Option<Device>,
-    /// Layers to offload to the GPU (default: all; needs --device cuda:N).
+    /// Layers to offload to the GPU (default: all; needs a GPU --device).
     #[arg(long)]
     gpu_layers: Option<u32>,
     /// CPU threads (default: all cores).
@@ -807,6 +808,29 @@ fn run_devices(args: &DevicesArgs) -> anyhow::Result<()> {
         let mut out = String::from("backends\n");
         for (name, n) in &report.backends {
             out += &format!("  {name:<10} {n} device(s)\n");
+        }
+        if let Some(lib) = &report.llama_library {
+            out += &format!("llama.cpp\n  {}\n", lib.display());
+        }
+        if !report.libraries.is_empty() {
+            out += "backend libraries\n";
+            for lib in &report.libraries {
+                let score = if lib.score > 0 {
+                    format!(" (score {})", lib.score)
+                } else {
+                    String::new()
+                };
+                match &lib.error {
+                    None => out += &format!("  {:<10} {}{score}\n", lib.kind, lib.path.display()),
+                    Some(e) => {
+                        out += &format!(
+                            "  {:<10} {}: not loaded: {e}\n",
+                            lib.kind,
+                            lib.path.display()
+                        )
+                    }
+                }
+            }
         }
         out += "devices\n";
         for d in &report.devices {

@@ -144,10 +144,23 @@ fn refusals_are_clear() {
         String::from_utf8_lossy(&out.stderr).contains("expected `cpu`, `cuda:N` or `vulkan:N`")
     );
 
-    if !cfg!(feature = "cuda") {
+    if !cfg!(any(feature = "cuda", feature = "dynamic-backends")) {
         let out = ggviz(&["-p", "Hi", "--device", "cuda:0"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("built without it"));
+    } else if !ggviz::engine::ffi::accelerators()
+        .iter()
+        .any(|d| d.name == "CUDA0")
+    {
+        // With dynamic backends a missing CUDA library is a run-time error
+        // that says where the library would come from.
+        let out = ggviz(&["-p", "Hi", "--device", "cuda:0"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("`cuda:0` not found") && err.contains("libggml-cuda.so"),
+            "{err}"
+        );
     }
 
     if !cfg!(feature = "dynamic-backends") {

@@ -17,7 +17,9 @@ pub enum Device {
     /// The CPU backend, always available.
     #[default]
     Cpu,
-    /// The CUDA GPU with this index (needs the `cuda` feature).
+    /// The CUDA GPU with this index: from `libggml-cuda.so` loaded at run
+    /// time (dynamic backends, the default build), or linked in with the
+    /// `cuda` feature.
     Cuda(u32),
     /// The Vulkan device with this index, from a backend library loaded at
     /// run time (needs the `dynamic-backends` feature and
@@ -27,11 +29,12 @@ pub enum Device {
 
 impl Device {
     /// True when this build of ggviz can drive the device at all (CPU always,
-    /// CUDA only with the `cuda` feature). Existence is checked at load time.
+    /// GPUs with dynamic backends or, CUDA, with the `cuda` feature).
+    /// Existence is checked at load time.
     pub fn is_supported_by_build(self) -> bool {
         match self {
             Device::Cpu => true,
-            Device::Cuda(_) => cfg!(feature = "cuda"),
+            Device::Cuda(_) => cfg!(any(feature = "cuda", feature = "dynamic-backends")),
             Device::Vulkan(_) => cfg!(feature = "dynamic-backends"),
         }
     }
@@ -141,7 +144,7 @@ mod tests {
         assert_eq!(parse_supported("cpu"), Ok(Device::Cpu));
         assert!(parse_supported("tpu").is_err());
         let cuda = Device::Cuda(0).check_supported();
-        if cfg!(feature = "cuda") {
+        if cfg!(any(feature = "cuda", feature = "dynamic-backends")) {
             assert_eq!(cuda, Ok(Device::Cuda(0)));
         } else {
             assert_eq!(cuda, Err(DeviceError::CudaNotBuilt("cuda:0".into())));

@@ -97,10 +97,13 @@ pub enum DeviceError {
     )]
     CudaNotBuilt(String),
     /// The device is not among those llama.cpp found.
-    #[error("device `{requested}` not found; llama.cpp sees: {}", list_or_none(.available))]
+    #[error("device `{requested}` not found; llama.cpp sees: {}{}", list_or_none(.available), .hint)]
     NotFound {
         requested: String,
         available: Vec<String>,
+        /// What to do about it (where the backend library comes from), or
+        /// empty.
+        hint: String,
     },
 }
 

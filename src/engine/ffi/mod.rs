@@ -256,12 +256,30 @@ pub fn accelerators() -> Vec<BackendDevice> {
     out
 }
 
+/// One backend library ggviz tried to load.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendLibrary {
+    /// The kind, from the file name: `cpu`, `vulkan`, `cuda`, ...
+    pub kind: String,
+    pub path: std::path::PathBuf,
+    /// ggml's score of a CPU variant against this processor (0 where the
+    /// library has no score function).
+    pub score: i32,
+    /// Why it did not load (llama.cpp's own message where it gave one).
+    pub error: Option<String>,
+}
+
 /// What llama.cpp sees on this machine: its backends, its devices with
 /// their memory, and the CPU features its CPU backend was built with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SystemReport {
     /// Registered backends (`CPU`, `CUDA`, ...), with how many devices each.
     pub backends: Vec<(String, usize)>,
+    /// The backend libraries loaded at start-up (or tried), with the CPU
+    /// variant chosen; empty where llama.cpp is linked statically.
+    pub libraries: Vec<BackendLibrary>,
+    /// The shared libllama in use (`None` where it is linked statically).
+    pub llama_library: Option<std::path::PathBuf>,
     pub devices: Vec<DeviceReport>,
     /// `llama_print_system_info()`: the CPU backend's features (`AVX2 = 1 |
     /// AVX512 = 0 | ...`) as this build of llama.cpp has them.
@@ -327,8 +345,18 @@ pub fn system_report() -> SystemReport {
                 memory_total: total as u64,
             });
         }
+        #[cfg(feature = "dynamic-backends")]
+        let libraries = backends::libraries().to_vec();
+        #[cfg(not(feature = "dynamic-backends"))]
+        let libraries = Vec::new();
+        #[cfg(feature = "dynamic-backends")]
+        let llama_library = backends::llama_library();
+        #[cfg(not(feature = "dynamic-backends"))]
+        let llama_library = None;
         SystemReport {
             backends,
+            libraries,
+            llama_library,
             devices,
             system_info: lossy(sys::llama_print_system_info()).trim().to_owned(),
         }
@@ -351,7 +379,51 @@ pub(super) fn resolve_device(
     found.map(Some).ok_or_else(|| DeviceError::NotFound {
         requested: device.to_string(),
         available: accelerators().into_iter().map(|d| d.name).collect(),
+        hint: missing_device_hint(device),
     })
+}
+
+/// Where a missing device's backend would come from: with dynamic backends,
+/// whether its library was found and why it did not load.
+fn missing_device_hint(device: Device) -> String {
+    #[cfg(feature = "dynamic-backends")]
+    {
+        let kind = match device {
+            Device::Cuda(_) => "cuda",
+            Device::Vulkan(_) => "vulkan",
+            Device::Cpu => return String::new(),
+        };
+        let tried: Vec<&BackendLibrary> = backends::libraries()
+            .iter()
+            .filter(|l| l.kind == kind)
+            .collect();
+        match tried.iter().find(|l| l.error.is_none()) {
+            Some(lib) => format!(
+                " (libggml-{kind}.so loaded from {} but reports no such device)",
+                lib.path.display()
+            ),
+            None if tried.is_empty() => format!(
+                " (no libggml-{kind}.so in {}: build it with `scripts/build-backend.sh {kind}` \
+                 and name its folder with --backend-dir or {})",
+                backends::search_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                backends::BACKEND_DIR_ENV
+            ),
+            None => format!(
+                " ({} did not load: {})",
+                tried[0].path.display(),
+                tried[0].error.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+    #[cfg(not(feature = "dynamic-backends"))]
+    {
+        let _ = device;
+        String::new()
+    }
 }
 
 /// # Safety
