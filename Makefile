@@ -25,15 +25,17 @@ demo: setup model
 	@echo
 	@echo "The site is at $(CURDIR)/site/index.html (open it in a browser; it works offline)."
 
-# Everything CI runs: formatting, lints, every test, docs.
+# Everything CI runs: formatting, lints, every test, docs. Lints and docs use
+# the test profile so that all steps share one build of llama.cpp (the dev
+# profile's would be another).
 test: setup model
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --profile test -- -D warnings
 	$(CARGO) test --all-targets
 	scripts/build-backend.sh vulkan
 	$(VULKAN_ENV) $(CARGO) test --test engine_gpu -- --nocapture
 	$(CARGO) test --doc
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --profile test
 
 # libggml-vulkan.so into target/backends (for --backend-dir / GGVIZ_BACKEND_DIR).
 vulkan: setup

@@ -42,10 +42,10 @@ pub fn search_dirs() -> Vec<PathBuf> {
 
 use super::BackendLibrary;
 
-/// What [`load`] loaded or tried to.
+/// What `load` loaded or tried to.
 static LOADED: OnceLock<Vec<BackendLibrary>> = OnceLock::new();
 
-/// The backend libraries [`load`] loaded or tried to, in order.
+/// The backend libraries loaded at start-up (or tried), in order.
 pub fn libraries() -> &'static [BackendLibrary] {
     LOADED.get().map(Vec::as_slice).unwrap_or_default()
 }
