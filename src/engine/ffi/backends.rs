@@ -135,8 +135,9 @@ fn load_one(kind: &str, path: &Path, score: i32) -> BackendLibrary {
 pub(super) fn load() {
     let mut loaded: Vec<BackendLibrary> = Vec::new();
     let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for dir in search_dirs().into_iter().filter(|d| d.is_dir()) {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    let dirs = search_dirs();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         // kind → (plain library, variants)
@@ -192,10 +193,7 @@ pub(super) fn load() {
         }
     }
     if !done.contains("cpu") {
-        tracing::warn!(
-            "no CPU backend library found in {:?} (set {BACKEND_DIR_ENV})",
-            search_dirs()
-        );
+        tracing::warn!("no CPU backend library found in {dirs:?} (set {BACKEND_DIR_ENV})");
     }
     let _ = LOADED.set(loaded);
 }
@@ -224,32 +222,23 @@ pub fn llama_library() -> Option<PathBuf> {
 /// The type of `ggml_get_type_traits_cpu`.
 type TraitsFn = unsafe extern "C" fn(sys::ggml_type) -> *const sys::ggml_type_traits_cpu;
 
-/// `ggml_get_type_traits_cpu` of the CPU module llama.cpp loaded, found
-/// through a function the module hands out (its thread-count entry point):
-/// `dladdr` names the module, `dlopen(RTLD_NOLOAD)` returns its handle.
+/// `ggml_get_type_traits_cpu` of the CPU module [`load`] loaded (the
+/// variant it recorded in [`libraries`]): `dlopen(RTLD_NOLOAD)` returns the
+/// module's handle.
 fn traits_fn() -> Option<TraitsFn> {
     static F: OnceLock<Option<TraitsFn>> = OnceLock::new();
     *F.get_or_init(|| {
         super::init();
-        // SAFETY: registry lookups with static names; `dladdr` fills a
-        // struct we own; the handle is only used for `dlsym` and kept open
-        // (the module stays loaded for the process's life anyway); the
+        let cpu = libraries()
+            .iter()
+            .find(|l| l.kind == "cpu" && l.error.is_none())?;
+        let path = CString::new(cpu.path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: a NUL-terminated path of a module already loaded (NOLOAD
+        // opens nothing new); the handle is only used for `dlsym` and kept
+        // open (the module stays loaded for the process's life anyway); the
         // symbol has the type of `ggml_get_type_traits_cpu` (ggml-cpu.h).
         unsafe {
-            let reg = sys::ggml_backend_reg_by_name(c"CPU".as_ptr());
-            if reg.is_null() {
-                return None;
-            }
-            let entry =
-                sys::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_set_n_threads".as_ptr());
-            if entry.is_null() {
-                return None;
-            }
-            let mut info: libc::Dl_info = std::mem::zeroed();
-            if libc::dladdr(entry as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
-                return None;
-            }
-            let handle = libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD);
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
             if handle.is_null() {
                 return None;
             }
@@ -257,10 +246,7 @@ fn traits_fn() -> Option<TraitsFn> {
             if f.is_null() {
                 return None;
             }
-            tracing::debug!(
-                "CPU kernels from {}",
-                CStr::from_ptr(info.dli_fname).to_string_lossy()
-            );
+            tracing::debug!("CPU kernels from {}", cpu.path.display());
             Some(std::mem::transmute::<*mut c_void, TraitsFn>(f))
         }
     })
