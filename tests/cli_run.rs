@@ -189,6 +189,25 @@ fn refusals_are_clear() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The variable cannot be refused like the flag (it may be set for other
+/// runs), but a folder that is not there is said, not skipped silently.
+#[test]
+fn a_backend_dir_variable_naming_no_folder_is_a_warning() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .arg("devices")
+        .env("GGVIZ_BACKEND_DIR", "/no/such/folder")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("GGVIZ_BACKEND_DIR=/no/such/folder is not a folder"),
+        "{err}"
+    );
+    // The CPU backend still comes from the next folder.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CPU"));
+}
+
 #[test]
 fn devices_lists_the_cpu_and_its_features() {
     let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))

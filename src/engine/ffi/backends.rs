@@ -136,6 +136,16 @@ pub(super) fn load() {
     let mut loaded: Vec<BackendLibrary> = Vec::new();
     let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
     let dirs = search_dirs();
+    // `--backend-dir` refuses a missing folder; the variable can only warn
+    // (a typo in it would otherwise leave the GPU library unloaded unsaid).
+    if let Some(d) = std::env::var_os(BACKEND_DIR_ENV).map(PathBuf::from)
+        && !d.is_dir()
+    {
+        tracing::warn!(
+            "{BACKEND_DIR_ENV}={} is not a folder: no backend library loaded from it",
+            d.display()
+        );
+    }
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
