@@ -243,7 +243,7 @@ fn the_cli_runs_the_demo_model_on_the_gpu() {
     let Some(device) = gpu() else { return };
     let dev = device.to_string();
     let run = |extra: &[&str]| -> serde_json::Value {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        let out = std::process::Command::new(common::ggviz_bin())
             .arg("run")
             .arg(common::smollm2())
             .args(["-p", "The capital of France is", "--json"])

@@ -23,6 +23,14 @@ pub fn smollm2() -> PathBuf {
     p
 }
 
+/// The ggviz binary under test: Cargo's, or `GGVIZ_TEST_BIN` where the test
+/// binary runs away from its build (the GPU machine, `scripts/gpu-check.sh`).
+pub fn ggviz_bin() -> PathBuf {
+    std::env::var_os("GGVIZ_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ggviz")))
+}
+
 /// Threads for engine tests: `GGVIZ_TEST_THREADS`, else 2 (the CI machine's
 /// cores; the engine tests of one binary share one model and run one at a
 /// time).
