@@ -65,6 +65,13 @@ const CASES: &[Case] = &[
         says: &["KV head"],
     },
     Case {
+        // Found by tests/metadata_sweep.rs: the structure stage drew a graph
+        // node per claimed head (the out-of-memory killer at u32::MAX).
+        name: "more heads than the embedding is wide",
+        mutate: |w| set(w, "llama.attention.head_count", u32::MAX),
+        says: &["head_count", "no key or value width"],
+    },
+    Case {
         name: "negative norm epsilon",
         mutate: |w| set(w, "llama.attention.layer_norm_rms_epsilon", -1f32),
         says: &["epsilon"],

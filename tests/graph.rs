@@ -232,3 +232,42 @@ fn metrics_describe_the_wiring() {
         g.graph.neighbors_directed(q, Direction::Outgoing).count()
     );
 }
+
+/// A file may claim any head count; the graph must not spend a node per
+/// claimed head (`u32::MAX` heads once took a structure-only build to the
+/// out-of-memory killer). Past the limit the projections meet the output
+/// projection directly, and the rest of the layer is drawn as usual.
+#[test]
+fn an_absurd_head_count_is_not_drawn_head_by_head() {
+    let base = SyntheticModel::default();
+    let (_, normal) = synthetic(&base);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let mut w = base.writer();
+    w.set_metadata("llama.attention.head_count", u32::MAX);
+    std::fs::write(&path, w.to_bytes()).unwrap();
+    let model = GgufModel::open(&path).unwrap();
+    let a = Anatomy::from_model(&model).unwrap();
+    let g = graph::build(&a);
+    let counts = kind_counts(&g);
+    assert_eq!(counts.get(&NodeKind::Head), None, "{counts:?}");
+    assert_eq!(counts.get(&NodeKind::KvHead), None, "{counts:?}");
+    let heads = kind_counts(&normal)[&NodeKind::Head] + kind_counts(&normal)[&NodeKind::KvHead];
+    assert_eq!(
+        g.graph.node_count() + heads,
+        normal.graph.node_count(),
+        "only the head nodes are left out"
+    );
+    // Every layer's output projection still reads the projections.
+    for i in g.graph.node_indices() {
+        if g.graph[i].key.ends_with("o_proj") {
+            let inputs = g.graph.edges_directed(i, Direction::Incoming).count();
+            assert!(inputs >= 3, "{}: {inputs} inputs", g.graph[i].key);
+        }
+    }
+    assert!(
+        g.graph
+            .node_indices()
+            .any(|i| g.graph[i].key.ends_with("o_proj"))
+    );
+}

@@ -129,17 +129,32 @@ fn hyperparameters(a: &Anatomy, model: &GgufModel, problems: &mut Vec<String>) {
             key("attention.head_count_kv")
         ));
     }
-    if hp.n_head.iter().any(|&h| h > 0) {
-        if hp.head_dim_k == 0 {
-            problems.push(format!(
-                "{} is 0: heads have no key width",
-                key("attention.key_length")
-            ));
+    if let Some(&most) = hp.n_head.iter().max()
+        && most > 0
+    {
+        // Written in the file, or (llama.cpp's default) the embedding width
+        // over the heads, which is 0 when the heads outnumber it.
+        let mut derived = Vec::new();
+        for (k, dim, what) in [
+            ("attention.key_length", hp.head_dim_k, "key"),
+            ("attention.value_length", hp.head_dim_v, "value"),
+        ] {
+            if dim != 0 {
+                continue;
+            }
+            if model.get(&key(k)).is_some() {
+                problems.push(format!("{} is 0: heads have no {what} width", key(k)));
+            } else {
+                derived.push(what);
+            }
         }
-        if hp.head_dim_v == 0 {
+        if !derived.is_empty() {
             problems.push(format!(
-                "{} is 0: heads have no value width",
-                key("attention.value_length")
+                "{} is {most}: {} {} over {most} heads leaves each no {} width",
+                key("attention.head_count"),
+                key("embedding_length"),
+                hp.n_embd,
+                derived.join(" or ")
             ));
         }
     }

@@ -43,6 +43,10 @@ const ATTN_PROJECTIONS: [TensorRole; 5] = [
     TensorRole::AttnQkv,
     TensorRole::AttnOutput,
 ];
+/// Heads drawn one node each, per layer, up to this many (released models
+/// have at most a few hundred). More is a file's claim that would otherwise
+/// cost a node and an edge per head (4 billion for `u32::MAX`).
+const MAX_DRAWN_HEADS: u32 = 1024;
 const DENSE_FFN: [TensorRole; 3] = [TensorRole::FfnGate, TensorRole::FfnUp, TensorRole::FfnDown];
 const EXPERTS: [TensorRole; 4] = [
     TensorRole::FfnGateExperts,
@@ -298,6 +302,29 @@ impl LayerBuilder<'_, '_> {
         }
 
         let o = self.component(kind, "o_proj", "output projection", &[AttnOutput]);
+        if n_head > MAX_DRAWN_HEADS {
+            // A count no released model comes near (a file's claim, not
+            // checked against the tensors here: llama.cpp's own check is
+            // `anatomy::runnable`): the projections meet the output
+            // projection without a node per head, rather than millions.
+            if !self.b.heads_not_drawn {
+                self.b.heads_not_drawn = true;
+                tracing::warn!(
+                    "layer {l}: {n_head} attention heads; the graph draws at most \
+                     {MAX_DRAWN_HEADS} a layer one by one, and these not at all"
+                );
+            }
+            let mut outs: Vec<NodeIndex> = [q_src, k_src, v_src].into_iter().flatten().collect();
+            outs.sort();
+            outs.dedup();
+            if let Some(o) = o {
+                for &s in &outs {
+                    self.flow(s, o);
+                }
+                outs = vec![o];
+            }
+            return self.attention_post_norm(outs, post_norm);
+        }
         let shares = HeadShares::new(self.b.a, &self.tensors);
         let kv_heads: Vec<NodeIndex> = (0..n_kv)
             .map(|g| {
@@ -349,6 +376,13 @@ impl LayerBuilder<'_, '_> {
             Some(o) => vec![o],
             None => heads,
         };
+        self.attention_post_norm(outs, post_norm)
+    }
+
+    /// The attention branch's outputs `outs`, through the post-norm when
+    /// `post_norm` and the layer has one.
+    fn attention_post_norm(&mut self, outs: Vec<NodeIndex>, post_norm: bool) -> Vec<NodeIndex> {
+        use TensorRole::*;
         if !post_norm {
             return outs;
         }

@@ -16,6 +16,7 @@ pub fn build(anatomy: &Anatomy) -> ArchGraph {
         a: anatomy,
         g: DiGraph::new(),
         tensor_nodes: vec![None; anatomy.tensors.len()],
+        heads_not_drawn: false,
     };
     let mut layers = Vec::new();
 
@@ -118,6 +119,8 @@ pub(super) struct Builder<'a> {
     pub(super) g: DiGraph<Node, EdgeKind>,
     /// The node of each tensor, by tensor index, once created.
     pub(super) tensor_nodes: Vec<Option<NodeIndex>>,
+    /// Whether a layer's heads were too many to draw (said once).
+    pub(super) heads_not_drawn: bool,
 }
 
 impl Builder<'_> {

@@ -1,0 +1,213 @@
+//! Every metadata value of a model, replaced by edge values of its own type
+//! (zero, one, huge, negative, NaN, infinite, empty, truncated arrays): the
+//! file stays well-formed, so it reaches the anatomy, the analyses and
+//! llama.cpp. `ggviz build` (which also runs the model) must end with
+//! success or an error, never a signal or a panic, and a failed build must
+//! not leave a site. `tests/broken_models.rs` holds the cases whose message
+//! matters; this sweep finds the ones nobody listed.
+//! Keys the synthetic model lacks but llama.cpp reads (explicit head
+//! widths, experts, RoPE scaling, sliding windows, ...) are added, at a sane
+//! value and at the edges.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ggviz::gguf::reader::GgufFile;
+use ggviz::gguf::synthetic::SyntheticModel;
+use ggviz::gguf::value::{Array, Value};
+
+/// Edge values of the type of `v`.
+fn edges(v: &Value) -> Vec<Value> {
+    match v {
+        Value::U32(x) => vec![
+            Value::U32(0),
+            Value::U32(u32::MAX),
+            Value::U32(x.saturating_mul(2).max(3)),
+            Value::U32(1),
+            Value::U32(x.saturating_add(1)),
+            Value::U32(1 << 24),
+        ],
+        Value::I32(x) => vec![
+            Value::I32(-1),
+            Value::I32(i32::MAX),
+            Value::I32(0),
+            Value::I32(i32::MIN),
+            Value::I32(x.saturating_add(1)),
+        ],
+        Value::U64(x) => vec![
+            Value::U64(0),
+            Value::U64(u64::MAX),
+            Value::U64(x.saturating_mul(2).max(3)),
+        ],
+        Value::F32(x) => vec![
+            Value::F32(f32::NAN),
+            Value::F32(0.0),
+            Value::F32(-1.0),
+            Value::F32(f32::INFINITY),
+            Value::F32(1e30),
+            Value::F32(-x),
+            Value::F32(1e-30),
+        ],
+        Value::Bool(b) => vec![Value::Bool(!b)],
+        Value::String(s) => vec![
+            Value::String(String::new()),
+            Value::String(format!("{s}-nonesuch")),
+            Value::String("\u{0}\u{fffd}".into()),
+        ],
+        Value::Array(a) => {
+            let mut out = vec![];
+            if let Some(short) = truncated(a, 1) {
+                out.push(Value::Array(short));
+            }
+            if let Some(empty) = truncated(a, 0) {
+                out.push(Value::Array(empty));
+            }
+            out
+        }
+        _ => vec![],
+    }
+}
+
+fn truncated(a: &Array, n: usize) -> Option<Array> {
+    Some(match a {
+        Array::I32(v) => Array::I32(v.iter().copied().take(n).collect()),
+        Array::U32(v) => Array::U32(v.iter().copied().take(n).collect()),
+        Array::F32(v) => Array::F32(v.iter().copied().take(n).collect()),
+        Array::String(v) => Array::String(v.iter().take(n).collect()),
+        _ => return None,
+    })
+}
+
+/// Keys llama.cpp or ggviz read that the synthetic model does not write,
+/// each with a plausible value.
+fn absent_keys() -> Vec<(String, Value)> {
+    [
+        ("llama.attention.key_length", Value::U32(16)),
+        ("llama.attention.value_length", Value::U32(16)),
+        ("llama.expert_count", Value::U32(4)),
+        ("llama.expert_used_count", Value::U32(2)),
+        ("llama.rope.scaling.type", Value::String("linear".into())),
+        ("llama.rope.scaling.factor", Value::F32(2.0)),
+        (
+            "llama.rope.scaling.original_context_length",
+            Value::U32(128),
+        ),
+        ("llama.attention.sliding_window", Value::U32(8)),
+        ("llama.attention.layer_norm_epsilon", Value::F32(1e-5)),
+        ("llama.logit_scale", Value::F32(1.0)),
+        ("llama.vocab_size", Value::U32(299)),
+        ("tokenizer.ggml.padding_token_id", Value::U32(0)),
+        ("tokenizer.ggml.add_eos_token", Value::Bool(false)),
+        ("general.quantization_version", Value::U32(2)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[test]
+fn edge_values_of_every_metadata_key_end_in_a_page_or_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = SyntheticModel::default();
+    let good = dir.path().join("good.gguf");
+    base.writer().write(&good).unwrap();
+    let mut keys: Vec<(String, Value)> = GgufFile::open(&good)
+        .unwrap()
+        .metadata
+        .into_iter()
+        .collect();
+    assert!(keys.len() >= 15, "{keys:?}");
+    let absent: Vec<_> = absent_keys()
+        .into_iter()
+        .filter(|(k, _)| keys.iter().all(|(have, _)| have != k))
+        .collect();
+    assert!(
+        absent.len() >= 10,
+        "the synthetic model now writes {absent:?}"
+    );
+    keys.extend(absent.iter().cloned());
+    // Every mutated file first, then the builds on all cores (each build
+    // runs llama.cpp on one thread).
+    let mut jobs = Vec::new();
+    for (i, (key, value)) in keys.iter().enumerate() {
+        let mut values = edges(value);
+        if absent.iter().any(|(k, _)| k == key) {
+            values.insert(0, value.clone());
+        }
+        for (j, edge) in values.into_iter().enumerate() {
+            let mut w = base.writer();
+            w.set_metadata(key.as_str(), edge.clone());
+            let name = format!("sweep-{i}-{j}.gguf");
+            w.write(dir.path().join(&name)).unwrap();
+            jobs.push((name, format!("{key} = {edge:?}")));
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some((name, what)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (failed, error) = check(dir.path(), name, what);
+                    if error {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    failures.lock().unwrap().extend(failed);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    let (runs, errors) = (jobs.len(), errors.into_inner());
+    eprintln!("{runs} builds, {errors} ended with an error");
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} builds failed the check:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Builds the site of `dir/name`; the problems found, and whether the build
+/// ended with an error.
+fn check(dir: &Path, name: &str, what: &str) -> (Vec<String>, bool) {
+    let site = dir.join(format!("site-{name}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+        .args(["build", "--threads", "1", "--prompt", "the cat", "-o"])
+        .arg(&site)
+        .arg(dir.join(name))
+        .env("GGML_NO_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut failures = Vec::new();
+    let code = out.status.code();
+    match code {
+        Some(0) => {
+            if !site.join("index.html").is_file() {
+                failures.push(format!("{what}: success without a site"));
+            }
+        }
+        Some(1 | 2) => {
+            if !stderr.contains(name) {
+                failures.push(format!(
+                    "{what}: the error does not name the file:\n{stderr}"
+                ));
+            }
+            if site.exists() {
+                failures.push(format!("{what}: a failed build left a site"));
+            }
+        }
+        _ => failures.push(format!("{what}: ended with {:?}:\n{stderr}", out.status)),
+    }
+    if stderr.contains("panicked") {
+        failures.push(format!("{what}: a panic:\n{stderr}"));
+    }
+    let _ = std::fs::remove_dir_all(&site);
+    (failures, matches!(code, Some(1 | 2)))
+}
