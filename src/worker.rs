@@ -454,7 +454,7 @@ fn run_in_worker(
                 let Ok(line) = line else { break };
                 let seen = match line.strip_prefix(FRAME) {
                     Some(json) => {
-                        Seen::Frame(serde_json::from_str(json).map_err(|e| e.to_string()))
+                        Seen::Frame(serde_json::from_str(json).map_err(|e| unreadable_reason(&e)))
                     }
                     None if line.is_empty() => continue,
                     None => Seen::Log(line),
@@ -585,6 +585,18 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
         cur = s.source();
     }
     out
+}
+
+/// Why a frame could not be read, with the likely cause where JSON's lack
+/// of NaN shows (serde_json writes a non-finite float as `null`; the engine
+/// refuses non-finite traces, so this is a value computed after them).
+fn unreadable_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.contains("invalid type: null, expected f") {
+        format!("{text} (a NaN or infinite number, which JSON cannot carry)")
+    } else {
+        text
+    }
 }
 
 fn send(message: &Message) {

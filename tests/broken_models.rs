@@ -203,6 +203,19 @@ const CASES: &[Case] = &[
         says: &["token_embd"],
     },
     Case {
+        // Found by tests/input_sweep.rs: the NaN reached the worker's JSON
+        // as `null` and the parent could not read the reply.
+        name: "NaN weights",
+        mutate: |w| {
+            let dims = [64u64, 64];
+            w.remove_tensor("blk.1.attn_output.weight");
+            let nan: Vec<u8> = (0..64 * 64).flat_map(|_| f32::NAN.to_le_bytes()).collect();
+            w.tensor("blk.1.attn_output.weight", GgmlType::F32, &dims, nan)
+                .unwrap();
+        },
+        says: &["not finite", "layer 1's attention output"],
+    },
+    Case {
         name: "missing output norm",
         mutate: |w| {
             w.remove_tensor("output_norm.weight");

@@ -373,6 +373,58 @@ impl Trace {
     }
 }
 
+/// The first non-finite value of `data` read as rows of `cols`: (row, value).
+pub(crate) fn first_non_finite(data: &[f32], cols: usize) -> Option<(usize, f32)> {
+    let i = data.iter().position(|v| !v.is_finite())?;
+    Some((i / cols.max(1), data[i]))
+}
+
+impl Trace {
+    /// Where the first NaN or infinite value is, in the order the model
+    /// computes it (layer by layer: attention, its output, the FFN's, the
+    /// residual stream; then the output norm and the logits), described for
+    /// an error message; `None` when every captured value is finite.
+    pub fn first_non_finite(&self) -> Option<String> {
+        let say = |what: &str, (row, v): (usize, f32)| {
+            let token = self
+                .tokens
+                .get(row)
+                .map(|t| format!(" ({:?})", t.piece))
+                .unwrap_or_default();
+            format!("{what} at token {row}{token}: {v}")
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            if let Some(a) = &layer.attention
+                && let Some((row, v)) = first_non_finite(&a.data, a.n_tokens)
+            {
+                // Rows of the attention array are (head, query) pairs.
+                let (head, query) = (row / a.n_tokens.max(1), row % a.n_tokens.max(1));
+                return Some(say(
+                    &format!("layer {l}'s attention, head {head},"),
+                    (query, v),
+                ));
+            }
+            for (what, m) in [
+                ("attention output", &layer.attn_out),
+                ("FFN output", &layer.ffn_out),
+                ("residual stream", &layer.hidden),
+            ] {
+                if let Some(m) = m
+                    && let Some(found) = first_non_finite(&m.data, m.cols)
+                {
+                    return Some(say(&format!("layer {l}'s {what}"), found));
+                }
+            }
+        }
+        if let Some(m) = &self.final_norm
+            && let Some(found) = first_non_finite(&m.data, m.cols)
+        {
+            return Some(say("the output norm", found));
+        }
+        first_non_finite(&self.logits.data, self.logits.cols).map(|found| say("the logits", found))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,15 @@ pub enum EngineError {
         ty: &'static str,
         reason: String,
     },
+    /// llama.cpp's results hold NaN or infinite values (NaN or infinite
+    /// weights or scales, or an overflow); `at` is the first place seen, in
+    /// the order the model computes.
+    #[error(
+        "llama.cpp computed values that are not finite numbers, first in {at}: \
+         the weights (or their quantization scales) hold NaN or infinite values, \
+         or a computation overflows"
+    )]
+    NotFinite { at: String },
     /// A request that makes no sense for this model (a layer or head out of
     /// range, zero threads, ...).
     #[error("{0}")]

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::capture::{
     Attention, CaptureOptions, CaptureTiming, HeadCapture, HeadContributions, Intervention,
-    LayerTrace, Matrix, Token, Trace, TraceDims,
+    LayerTrace, Matrix, Token, Trace, TraceDims, first_non_finite,
 };
 use super::device::Device;
 use super::error::EngineError;
@@ -385,7 +385,7 @@ impl Session {
         }
         let final_norm = captured.final_norm.and_then(|s| s.take()).map(matrix);
         let logits = copy_logits(ctx, ids.len(), dims.n_vocab)?;
-        Ok(Trace {
+        let trace = Trace {
             dims,
             tokens,
             options: options.clone(),
@@ -400,7 +400,13 @@ impl Session {
                 callback_ms,
                 heads_ms,
             },
-        })
+        };
+        // NaN cannot travel in the worker's JSON nor mean anything on a
+        // page: say where it starts instead.
+        match trace.first_non_finite() {
+            Some(at) => Err(EngineError::NotFinite { at }),
+            None => Ok(trace),
+        }
     }
 
     /// Runs `ids` as one batch with the eval callback, handing the graph to
@@ -435,7 +441,13 @@ impl Session {
             ids.len(),
         )?;
         ctx.decode(ids, None)?;
-        copy_logits(ctx, ids.len(), n_vocab)
+        let logits = copy_logits(ctx, ids.len(), n_vocab)?;
+        match first_non_finite(&logits.data, n_vocab) {
+            Some((row, v)) => Err(EngineError::NotFinite {
+                at: format!("the logits at token {row}: {v}"),
+            }),
+            None => Ok(logits),
+        }
     }
 
     /// The logits of positions `first..` of `ids`, decoded as one batch on

@@ -5,6 +5,10 @@
 //! success or an error, never a signal or a panic, and a failed build must
 //! not leave a site. `tests/broken_models.rs` holds the cases whose message
 //! matters; this sweep finds the ones nobody listed.
+//!
+//! The same for every tensor: all zeros, all NaN, all infinite (llama.cpp
+//! runs these; the analyses then meet zero-norm rows and non-finite
+//! logits), transposed, a dimension doubled, flattened, removed.
 //! Keys the synthetic model lacks but llama.cpp reads (explicit head
 //! widths, experts, RoPE scaling, sliding windows, ...) are added, at a sane
 //! value and at the edges.
@@ -17,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ggviz::gguf::reader::GgufFile;
 use ggviz::gguf::synthetic::SyntheticModel;
+use ggviz::gguf::types::GgmlType;
 use ggviz::gguf::value::{Array, Value};
 
 /// Edge values of the type of `v`.
@@ -145,25 +150,7 @@ fn edge_values_of_every_metadata_key_end_in_a_page_or_an_error() {
             jobs.push((name, format!("{key} = {edge:?}")));
         }
     }
-    let next = AtomicUsize::new(0);
-    let errors = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                while let Some((name, what)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let (failed, error) = check(dir.path(), name, what);
-                    if error {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    failures.lock().unwrap().extend(failed);
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    let (runs, errors) = (jobs.len(), errors.into_inner());
+    let (runs, errors, failures) = run_all(dir.path(), &jobs);
     eprintln!("{runs} builds, {errors} ended with an error");
     assert!(
         failures.is_empty(),
@@ -205,9 +192,98 @@ fn check(dir: &Path, name: &str, what: &str) -> (Vec<String>, bool) {
         }
         _ => failures.push(format!("{what}: ended with {:?}:\n{stderr}", out.status)),
     }
+    if stderr.contains("answered something unreadable") {
+        failures.push(format!(
+            "{what}: the worker's reply did not parse:\n{stderr}"
+        ));
+    }
     if stderr.contains("panicked") {
         failures.push(format!("{what}: a panic:\n{stderr}"));
     }
+    if std::env::var_os("GGVIZ_SWEEP_VERBOSE").is_some() {
+        let last = stderr.lines().last().unwrap_or_default();
+        eprintln!("{what}: {code:?} {last}");
+    }
     let _ = std::fs::remove_dir_all(&site);
     (failures, matches!(code, Some(1 | 2)))
+}
+
+/// Runs `check` on every job on all cores: (builds, errors, failures).
+fn run_all(dir: &Path, jobs: &[(String, String)]) -> (usize, usize, Vec<String>) {
+    let next = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some((name, what)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (failed, error) = check(dir, name, what);
+                    if error {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    failures.lock().unwrap().extend(failed);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    let (runs, errors) = (jobs.len(), errors.into_inner());
+    (runs, errors, failures)
+}
+
+/// A tensor's new shape and the value of all its elements; `None` removes it.
+type Replacement = Option<(Vec<u64>, f32)>;
+
+#[test]
+fn broken_tensors_end_in_a_page_or_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = SyntheticModel::default();
+    let good = dir.path().join("good.gguf");
+    base.writer().write(&good).unwrap();
+    let tensors = GgufFile::open(&good).unwrap().tensors;
+    assert!(tensors.len() >= 10);
+    let mut jobs = Vec::new();
+    for (i, t) in tensors.iter().enumerate() {
+        let n = t.n_elements as usize;
+        let mut dims_t = t.dims.clone();
+        dims_t.reverse();
+        let mut doubled = t.dims.clone();
+        doubled[0] *= 2;
+        let cases: Vec<(&str, Replacement)> = vec![
+            ("zeros", Some((t.dims.clone(), 0.0))),
+            ("NaN", Some((t.dims.clone(), f32::NAN))),
+            ("infinite", Some((t.dims.clone(), f32::INFINITY))),
+            ("transposed", Some((dims_t, 0.5))),
+            ("first dimension doubled", Some((doubled, 0.5))),
+            ("flattened", Some((vec![n as u64], 0.5))),
+            ("removed", None),
+        ];
+        for (j, (what, with)) in cases.into_iter().enumerate() {
+            if what == "transposed" && t.dims.len() < 2 {
+                continue;
+            }
+            if what == "flattened" && t.dims.len() < 2 {
+                continue;
+            }
+            let mut w = base.writer();
+            w.remove_tensor(&t.name);
+            if let Some((dims, value)) = with {
+                let count: u64 = dims.iter().product();
+                let data: Vec<u8> = (0..count).flat_map(|_| value.to_le_bytes()).collect();
+                w.tensor(&t.name, GgmlType::F32, &dims, data).unwrap();
+            }
+            let name = format!("tensor-{i}-{j}.gguf");
+            w.write(dir.path().join(&name)).unwrap();
+            jobs.push((name, format!("{} {what}", t.name)));
+        }
+    }
+    let (runs, errors, failures) = run_all(dir.path(), &jobs);
+    eprintln!("{runs} builds, {errors} ended with an error");
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} builds failed the check:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
