@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ggviz::gguf::reader::GgufFile;
 use ggviz::gguf::synthetic::SyntheticModel;
 use ggviz::gguf::types::GgmlType;
+mod common;
+
 use ggviz::gguf::value::{Array, Value};
 
 /// Edge values of the type of `v`.
@@ -286,4 +288,81 @@ fn broken_tensors_end_in_a_page_or_an_error() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// The demo model's own keys the synthetic model lacks (a BPE tokenizer's
+/// merges and pre-tokenizer, the chat template, the descriptive `general.*`
+/// strings), at edge values, through `ggviz run` on the real 98 MB file
+/// rewritten for each. Not in `make test` (about 3 minutes): run it with
+/// `cargo test --test input_sweep -- --ignored`.
+#[test]
+#[ignore = "rewrites the demo model for each case: cargo test --test input_sweep -- --ignored"]
+fn the_demo_models_own_keys_at_edge_values_end_in_an_answer_or_an_error() {
+    use ggviz::gguf::{GgufWriter, TensorSpec};
+    let demo = GgufFile::open(common::smollm2()).unwrap();
+    let synthetic = SyntheticModel::default().writer().to_bytes();
+    let synthetic = GgufFile::from_bytes("s.gguf", synthetic).unwrap();
+    let own: Vec<(String, Value)> = demo
+        .metadata
+        .iter()
+        .filter(|(k, _)| !synthetic.metadata.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert!(own.len() >= 8, "{own:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let (mut runs, mut errors) = (0, 0);
+    for (i, (key, value)) in own.iter().enumerate() {
+        for (j, edge) in edges(value).into_iter().enumerate() {
+            let mut w = GgufWriter::new();
+            for (k, v) in &demo.metadata {
+                w.metadata(k.as_str(), if k == key { edge.clone() } else { v.clone() });
+            }
+            for t in &demo.tensors {
+                w.raw_tensor(TensorSpec {
+                    name: t.name.clone(),
+                    dims: t.dims.clone(),
+                    type_id: t.ggml_type.id(),
+                    data: demo.tensor_data(t).unwrap().to_vec(),
+                    offset: Some(t.relative_offset),
+                });
+            }
+            let name = format!("demo-{i}-{j}.gguf");
+            let file = dir.path().join(&name);
+            w.write(&file).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_ggviz"))
+                .args(["run", "--prompt", "The capital of France is"])
+                .arg(&file)
+                .env("GGML_NO_BACKTRACE", "1")
+                .output()
+                .unwrap();
+            runs += 1;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{key} = {}", short(&edge));
+            eprintln!(
+                "{what}: {:?} {}",
+                out.status.code(),
+                stderr.lines().last().unwrap_or_default()
+            );
+            match out.status.code() {
+                Some(0) => {}
+                Some(1 | 2) if stderr.contains(&name) => errors += 1,
+                _ => failures.push(format!("{what}: {:?}\n{stderr}", out.status)),
+            }
+            if stderr.contains("panicked") || stderr.contains("unreadable") {
+                failures.push(format!("{what}:\n{stderr}"));
+            }
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
+    eprintln!("{runs} runs, {errors} ended with an error");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A value for a message, arrays by their length.
+fn short(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("an array of {}", a.len()),
+        v => format!("{v:?}"),
+    }
 }
