@@ -48,17 +48,8 @@ if [ "$kind" = vulkan ]; then
   fi
   vk_flags+=("-DVulkan_INCLUDE_DIR=$inc" "-DVulkan_LIBRARY=$loader")
 fi
-# The vendored source, by the version Cargo.lock pins.
-version=$(awk '/^name = "llama-cpp-sys-2"/ { getline; gsub(/[" ]/, "", $0); sub(/version=/, "", $0); print; exit }' Cargo.lock)
-# LLAMA_CPP_SRC names a copy of that source where there is no Cargo registry
-# (the GPU machine: scripts/gpu-pack.sh carries it there).
-if [ -n "${LLAMA_CPP_SRC:-}" ]; then
-  src=$LLAMA_CPP_SRC
-  [ -f "$src/CMakeLists.txt" ] || { echo "LLAMA_CPP_SRC=$src holds no llama.cpp source" >&2; exit 1; }
-else
-  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
-  [ -d "$src" ] || { echo "llama-cpp-sys-2 $version's source is not in the cargo registry (run cargo fetch)" >&2; exit 1; }
-fi
+# The vendored source, by the version Cargo.lock pins (or LLAMA_CPP_SRC).
+. scripts/llama-cpp-src.sh
 build=target/backend-build/$kind
 out=target/backends
 mkdir -p "$out" "$build"

@@ -19,9 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${GGVIZ_TEST_MODEL:-.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$model" ] || scripts/fetch-test-model.sh >/dev/null
-version=$(awk '/^name = "llama-cpp-sys-2"/ { getline; gsub(/[" ]/, "", $0); sub(/version=/, "", $0); print; exit }' Cargo.lock)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
-[ -d "$src" ] || { echo "llama-cpp-sys-2 $version's source is not in the cargo registry (run cargo fetch)" >&2; exit 1; }
+# The vendored source from the Cargo registry (its folder is named llama.cpp).
+LLAMA_CPP_SRC="" . scripts/llama-cpp-src.sh
 
 # Binaries for any x86-64 processor (the GPU machine's is not this one), in
 # one target folder and one profile so that the test binary and ggviz share

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ggviz::engine::{Session, SessionOptions};
 use ggviz::gguf::synthetic::SyntheticModel;
+use ggviz::gguf::{GgufFile, GgufWriter, TensorSpec};
 
 /// The SmolLM2 test model, fetched by `scripts/fetch-test-model.sh` (which
 /// `make test` and `.ci/run` call first). `GGVIZ_TEST_MODEL` overrides it.
@@ -72,4 +73,27 @@ pub fn large_model() -> SyntheticModel {
         n_ff: 128,
         ..SyntheticModel::default()
     }
+}
+
+/// A writer holding `file`'s metadata in order and its tensors byte for
+/// byte at their offsets (the weights are not decoded): written as it is,
+/// the same file; changed first, the file with that change.
+pub fn writer_of(file: &GgufFile) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    for (k, v) in &file.metadata {
+        w.metadata(k.as_str(), v.clone());
+    }
+    for t in &file.tensors {
+        w.raw_tensor(TensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            type_id: t.ggml_type.id(),
+            data: file
+                .tensor_data(t)
+                .expect("tensor data in the file")
+                .to_vec(),
+            offset: Some(t.relative_offset),
+        });
+    }
+    w
 }
